@@ -1,0 +1,162 @@
+"""The ``course`` command: thin verbs over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from course import __version__
+
+__all__ = ["main"]
+
+
+def _data_summary(verify_layouts: bool = False) -> dict:
+    """Load and verify MNIST, MNIST_SAMPLE and the photo; describe them (and optionally check the PNG layouts)."""
+    import numpy as np
+    from PIL import Image
+
+    from course.data import bear_path, cache_dir, load_mnist, load_mnist_sample
+    from course.layouts import LAYOUTS, layout_path
+
+    m = load_mnist()
+    s = load_mnist_sample()
+    with Image.open(bear_path()) as im:
+        bear = f"{bear_path()} ({im.mode} {im.width}x{im.height})"
+    out = {
+        "MNIST source": m.source,
+        "MNIST": f"{len(m.y_train):,} train / {len(m.y_test):,} test, digit counts verified",
+        "MNIST_SAMPLE": f"{len(s.y_train):,} train / {len(s.y_valid):,} valid (3s and 7s)",
+        "train pixel mean/std": "{:.4f} / {:.4f}".format(*(f(m.x_train / 255) for f in (np.mean, np.std))),
+        "colour photo": bear,
+        "cache": str(cache_dir()),
+    }
+    for name in LAYOUTS:
+        root = cache_dir() / name
+        done = (root / ".complete.json").is_file()
+        out[f"layout {name}"] = f"{root} ({'ready' if done else 'not written yet: run `course data prepare`'})"
+        if verify_layouts and done:
+            _verify_layout(name, layout_path(name), m)
+            out[f"layout {name}"] = f"{root} (every PNG decodes pixel-identical to the arrays)"
+    return out
+
+
+def _verify_layout(name: str, root: Path, m) -> None:
+    import numpy as np
+
+    from course.data import DataIntegrityError, load_mnist_sample
+    from course.layouts import read_mnist_png
+
+    if name == "mnist_png":
+        arrays = read_mnist_png(root)
+        pairs = [(arrays["x_train"], m.x_train), (arrays["x_test"], m.x_test)]
+    else:
+        from PIL import Image
+
+        s = load_mnist_sample()
+        pairs = []
+        for split in ("train", "valid"):
+            files = [
+                root / split / s.vocab[lab] / f"{i}.png"
+                for lab, i in zip(getattr(s, f"y_{split}"), getattr(s, f"idx_{split}"), strict=True)
+            ]
+            got = np.stack([np.asarray(Image.open(f)) for f in files])
+            pairs.append((got, getattr(s, f"x_{split}")))
+    for got, want in pairs:
+        if got.shape != want.shape or not np.array_equal(got, want):
+            raise DataIntegrityError(f"{root} does not match the MNIST arrays; delete it and run `course data prepare`")
+
+
+def _print_table(rows: dict) -> None:
+    width = max(map(len, rows))
+    for k, v in rows.items():
+        print(f"  {k:<{width}}  {v}")
+
+
+def cmd_data_where(args) -> int:
+    import os
+
+    from course.data import ENV_DATA, cache_dir, fastai_data_dir, locate_mnist
+
+    print(f"  ${ENV_DATA:<13} {os.environ.get(ENV_DATA) or '(not set)'}")
+    print(f"  {'cache':<14} {cache_dir()}")
+    print(f"  {'fastai data':<14} {fastai_data_dir()}")
+    print(f"  {'MNIST from':<14} {locate_mnist()}")
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    from course.layouts import LAYOUTS, layout_path
+
+    t0 = time.perf_counter()
+    names = LAYOUTS if args.layout == "all" else (args.layout,)
+    for name in names:
+        dest = None if args.dest is None else Path(args.dest) / name
+        print(f"{name}: {layout_path(name, dest, progress=not args.quiet)}")
+    print(f"data ready in {time.perf_counter() - t0:.1f} s")
+    _print_table(_data_summary())
+    return 0
+
+
+def cmd_data_verify(args) -> int:
+    _print_table(_data_summary(verify_layouts=args.layouts))
+    print("OK: all data verified")
+    return 0
+
+
+def cmd_start(args) -> int:
+    """Prepare and verify every data set, then say how to start working."""
+    from course.layouts import LAYOUTS, layout_path
+
+    for name in LAYOUTS:
+        layout_path(name, progress=not args.quiet)
+    _print_table(_data_summary())
+    print("\nReady. Next: `course --help` lists every command.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
+    p.add_argument("--version", action="version", version=f"course {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    start = sub.add_parser("start", help="prepare and verify all data, print a summary")
+    start.add_argument("--quiet", action="store_true", help="no progress bars")
+    start.set_defaults(func=cmd_start)
+
+    data = sub.add_parser("data", help="find, prepare and verify MNIST, MNIST_SAMPLE and the colour photo")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    where = dsub.add_parser("where", help="show where data is read from and written to")
+    where.set_defaults(func=cmd_data_where)
+    prep = dsub.add_parser("prepare", help="write fastai's PNG folder layouts into the cache (once)")
+    prep.add_argument(
+        "--layout",
+        choices=["all", "mnist_png", "mnist_sample"],
+        default="all",
+        help="which layout to write (default: all)",
+    )
+    prep.add_argument("--dest", help="parent folder for the layouts (default: the cache, $COURSE_CACHE)")
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    prep.set_defaults(func=cmd_data_prepare)
+    ver = dsub.add_parser("verify", help="check arrays (shapes, dtypes, label counts) and, with --layouts, PNGs")
+    ver.add_argument("--layouts", action="store_true", help="also decode every written PNG and compare pixels")
+    ver.set_defaults(func=cmd_data_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from course.data import DataIntegrityError, DataNotFoundError
+
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+    try:
+        return args.func(args)
+    except (DataNotFoundError, DataIntegrityError, FileExistsError, ValueError) as exc:
+        print(f"course: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

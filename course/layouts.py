@@ -1,0 +1,119 @@
+"""MNIST as the folder layouts fastai users know, written once into the cache.
+
+- ``mnist_png`` (``URLs.MNIST``): ``training/0..9/*.png``, ``testing/0..9/*.png``
+- ``mnist_sample`` (``URLs.MNIST_SAMPLE``): ``train/3``, ``train/7``, ``valid/3``, ``valid/7``, ``labels.csv``
+
+With these, the book's ``DataBlock(..., get_items=get_image_files, splitter=GrandparentSplitter(...))``
+code runs unchanged. A layout is built in a ``*.partial-<pid>`` folder and renamed into place when
+complete, so an interrupted run never leaves a half-written layout behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from course.data import DataIntegrityError, Mnist, cache_dir, load_mnist, load_mnist_sample
+
+__all__ = ["LAYOUTS", "layout_path", "mnist_png_path", "mnist_sample_path", "read_mnist_png"]
+
+LAYOUTS = ("mnist_png", "mnist_sample")
+_MARKER = ".complete.json"
+_FOLDERS = {"train": "training", "test": "testing"}
+
+
+def _png_items(m: Mnist) -> Iterable[tuple[str, np.ndarray]]:
+    for split, folder in _FOLDERS.items():
+        x, y = m._split(split)
+        for i in range(len(y)):
+            yield f"{folder}/{y[i]}/{i}.png", x[i]
+
+
+def _sample_items(m: Mnist) -> Iterable[tuple[str, np.ndarray]]:
+    s = load_mnist_sample(m.source)
+    for split in ("train", "valid"):
+        x, y, idx = getattr(s, f"x_{split}"), getattr(s, f"y_{split}"), getattr(s, f"idx_{split}")
+        for img, label, i in zip(x, y, idx, strict=True):
+            yield f"{split}/{s.vocab[label]}/{i}.png", img
+
+
+def layout_path(
+    name: str, dest: str | os.PathLike | None = None, progress: bool = True, source: str | os.PathLike | None = None
+) -> Path:
+    """Return the folder of layout ``name``, writing it first if it is not complete yet."""
+    if name not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {name!r}")
+    root = Path(dest).expanduser() if dest is not None else cache_dir() / name
+    if (root / _MARKER).is_file():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{root} exists but was not written completely by `course data prepare`; "
+            "delete it and run the command again."
+        )
+    m = load_mnist(source)
+    items = list((_png_items if name == "mnist_png" else _sample_items)(m))
+    tmp = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_pngs(tmp, items, progress, desc=f"writing {name}")
+        if name == "mnist_sample":
+            rows = ["name,label"] + [f"{rel},{int(rel.split('/')[1] == '7')}" for rel, _ in items]
+            (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
+        (tmp / _MARKER).write_text(json.dumps({"images": len(items), "source": m.source}, indent=1))
+        if root.exists():
+            root.rmdir()  # empty, checked above
+        root.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _write_pngs(root: Path, items: list[tuple[str, np.ndarray]], progress: bool, desc: str) -> None:
+    from tqdm.auto import tqdm
+
+    for folder in sorted({rel.rsplit("/", 1)[0] for rel, _ in items}):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for rel, img in tqdm(items, desc=desc, unit="png", disable=not progress, mininterval=0.5):
+        Image.fromarray(img, mode="L").save(root / rel, optimize=False)
+
+
+def mnist_png_path(dest=None, progress: bool = True) -> Path:
+    """fastai's ``mnist_png`` layout, as ``untar_data(URLs.MNIST)`` would give it."""
+    return layout_path("mnist_png", dest, progress)
+
+
+def mnist_sample_path(dest=None, progress: bool = True) -> Path:
+    """fastai's ``mnist_sample`` layout, as ``untar_data(URLs.MNIST_SAMPLE)`` would give it."""
+    return layout_path("mnist_sample", dest, progress)
+
+
+def read_mnist_png(root: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Decode a ``mnist_png`` folder into arrays, ordered by the file's number where names are numeric."""
+    root = Path(root)
+    out = {}
+    for split, folder in _FOLDERS.items():
+        files = sorted((root / folder).glob("[0-9]/*.png"), key=_png_order)
+        if not files:
+            raise DataIntegrityError(f"{root / folder} holds no digit folders with PNGs; expected {folder}/0..9/*.png")
+        x = np.empty((len(files), 28, 28), np.uint8)
+        for i, f in enumerate(files):
+            with Image.open(f) as im:
+                a = np.asarray(im.convert("L"))
+            if a.shape != (28, 28):
+                raise DataIntegrityError(f"{f} is {a.shape[1]}x{a.shape[0]} pixels, expected 28x28")
+            x[i] = a
+        out[f"x_{split}"] = x
+        out[f"y_{split}"] = np.array([int(f.parent.name) for f in files], np.uint8)
+    return out
+
+
+def _png_order(f: Path):
+    return (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f"{f.parent.name}/{f.stem}")
