@@ -117,6 +117,32 @@ def cmd_start(args) -> int:
     return 0
 
 
+def cmd_release(args) -> int:
+    """Regenerate exercises/ from solutions/, or with --check only report what is out of sync or leaks."""
+    from course.release import check_release, release
+
+    root = Path(args.root)
+    if args.check:
+        problems = check_release(root)
+        for p in problems:
+            print(f"  {p}")
+        print("release check: " + (f"{len(problems)} problem(s)" if problems else "exercises/ is in sync, no leaks"))
+        return 1 if problems else 0
+    for path in release(root, args.assignments or None):
+        print(f"  wrote {path.relative_to(root.resolve())}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Run the visible tests of one exercise notebook with pytest (the self-check plugin)."""
+    import pytest
+
+    from course.notebooks import resolve_exercise
+
+    folder = resolve_exercise(args.exercise, args.root)
+    return int(pytest.main([str(folder), "-q", "--no-header", "-p", "no:cacheprovider", *args.pytest_args]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
     p.add_argument("--version", action="version", version=f"course {__version__}")
@@ -143,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     ver = dsub.add_parser("verify", help="check arrays (shapes, dtypes, label counts) and, with --layouts, PNGs")
     ver.add_argument("--layouts", action="store_true", help="also decode every written PNG and compare pixels")
     ver.set_defaults(func=cmd_data_verify)
+
+    rel = sub.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader generate_assignment")
+    rel.add_argument("assignments", nargs="*", help="assignment folders under solutions/ (default: all)")
+    rel.add_argument("--check", action="store_true", help="only check that exercises/ is in sync and leak-free")
+    rel.add_argument("--root", default=".", help="course root holding solutions/ and exercises/ (default: .)")
+    rel.set_defaults(func=cmd_release)
+
+    chk = sub.add_parser("check", help="self-check: run an exercise notebook's visible tests with pytest")
+    chk.add_argument("exercise", help="ex3, 03_first_cnn, a folder or a notebook path")
+    chk.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    chk.add_argument("--root", default=".", help="course root holding exercises/ (default: .)")
+    chk.set_defaults(func=cmd_check)
     return p
 
 
@@ -153,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     try:
         return args.func(args)
-    except (DataNotFoundError, DataIntegrityError, FileExistsError, ValueError) as exc:
+    except (DataNotFoundError, DataIntegrityError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"course: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,191 @@
+"""Reading and executing course notebooks: nbgrader cells by grade_id, and per-cell outcomes.
+
+Used by the release pipeline, the student self-check plugin, the reference loader and the graders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+__all__ = [
+    "EXERCISES",
+    "CellOutcome",
+    "ExecutedNotebook",
+    "GradedCell",
+    "exercise_dirs",
+    "execute_notebook",
+    "graded_cells",
+    "nbgrader_meta",
+    "read_notebook",
+    "resolve_exercise",
+    "solution_cells",
+]
+
+#: Exercise id -> notebook name; the same ids are used in grade_ids, pytest markers, graders and docs anchors.
+EXERCISES = {
+    "ex1": "01_kernels",
+    "ex2": "02_strides_padding",
+    "ex3": "03_first_cnn",
+    "ex4": "04_activation_stats",
+    "ex5": "05_one_cycle",
+    "ex6": "06_batchnorm",
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
+    """Read a notebook as nbformat v4; raise ValueError naming the file when it is not valid notebook JSON."""
+    try:
+        return nbformat.read(os.fspath(path), as_version=4)
+    except Exception as exc:  # nbformat raises JSON, validation and reader errors of several types
+        raise ValueError(f"{path} is not a readable Jupyter notebook ({type(exc).__name__}: {exc})") from exc
+
+
+def nbgrader_meta(cell) -> dict:
+    """The cell's nbgrader metadata, or {} when it has none."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    """A visible test cell: its grade_id, points, index in the notebook and one-line description."""
+
+    grade_id: str
+    points: float
+    index: int
+    description: str
+    source: str
+
+
+def graded_cells(nb) -> list[GradedCell]:
+    """The autograded test cells (``grade: true`` code cells), in notebook order."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+            desc = first.lstrip("#").strip() if first.startswith("#") else ""
+            out.append(
+                GradedCell(str(meta.get("grade_id", f"cell-{i}")), float(meta.get("points", 0)), i, desc, cell.source)
+            )
+    return out
+
+
+def solution_cells(nb) -> dict[str, str]:
+    """grade_id -> source of every solution code cell (what a student writes)."""
+    return {
+        str(nbgrader_meta(c)["grade_id"]): c.source
+        for c in nb.cells
+        if c.cell_type == "code" and nbgrader_meta(c).get("solution") and "grade_id" in nbgrader_meta(c)
+    }
+
+
+@dataclass
+class CellOutcome:
+    """What happened when one code cell ran."""
+
+    index: int
+    status: str  # "ok", "error", "not run"
+    error: str = ""  # "ExceptionName: message" (first line)
+    traceback: str = ""  # plain text, ANSI codes removed
+    seconds: float = 0.0
+
+
+@dataclass
+class ExecutedNotebook:
+    """Per-cell outcomes of one top-to-bottom run; ``fatal`` is set when the run itself broke off."""
+
+    path: Path
+    outcomes: dict[int, CellOutcome] = field(default_factory=dict)
+    seconds: float = 0.0
+    fatal: str = ""
+
+    def outcome(self, index: int) -> CellOutcome:
+        return self.outcomes.get(index, CellOutcome(index, "not run", self.fatal or "the cell was not executed"))
+
+
+def execute_notebook(
+    path: str | os.PathLike, timeout: int = 600, kernel_name: str | None = None, env: dict | None = None
+) -> ExecutedNotebook:
+    """Run a notebook top to bottom in a fresh kernel (cwd = its folder), going on after errors.
+
+    ``timeout`` is per cell, in seconds. Never raises for errors inside the notebook: they are recorded
+    per cell, and a dead kernel or timeout is recorded in ``fatal``.
+    """
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    result = ExecutedNotebook(path)
+    nb = read_notebook(path)
+    name = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=name, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+    )
+    t_start = time.perf_counter()
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with client.setup_kernel(stderr=subprocess.DEVNULL):  # kernel process logs, not cell output
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                t0 = time.perf_counter()
+                client.execute_cell(cell, i)
+                result.outcomes[i] = _outcome(i, cell, time.perf_counter() - t0)
+    except Exception as exc:  # kernel death, cell timeout, broken kernelspec: the run breaks off here
+        result.fatal = f"{type(exc).__name__}: {_first_line(str(exc))}"
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _first_line(text: str) -> str:
+    return next((ln for ln in text.strip().splitlines() if ln.strip()), "")[:500]
+
+
+def _outcome(index: int, cell, seconds: float) -> CellOutcome:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+            msg = _first_line(out.get("evalue", ""))
+            return CellOutcome(
+                index, "error", f"{out.get('ename')}: {msg}" if msg else str(out.get("ename")), tb, seconds
+            )
+    return CellOutcome(index, "ok", seconds=seconds)
+
+
+def exercise_dirs(root: str | os.PathLike, kind: str = "exercises") -> dict[str, Path]:
+    """exercise id -> notebook path under ``root/kind`` for the notebooks that exist."""
+    base = Path(root) / kind
+    return {ex: base / nb / f"{nb}.ipynb" for ex, nb in EXERCISES.items() if (base / nb / f"{nb}.ipynb").is_file()}
+
+
+def resolve_exercise(name: str, root: str | os.PathLike = ".", kind: str = "exercises") -> Path:
+    """Accept 'ex3', '03_first_cnn', '3', a folder or a notebook path; return the notebook's folder."""
+    p = Path(name)
+    if p.suffix == ".ipynb" and p.is_file():
+        return p.parent
+    if p.is_dir() and any(p.glob("*.ipynb")):
+        return p
+    key = name.lower().removeprefix("ex").lstrip("0")
+    for ex, nb in EXERCISES.items():
+        if name in (ex, nb) or key == ex[2:]:
+            folder = Path(root) / kind / nb
+            if folder.is_dir():
+                return folder
+            raise FileNotFoundError(f"{folder} does not exist; run `course release` or check the course folder")
+    known = ", ".join(f"{ex} ({nb})" for ex, nb in EXERCISES.items())
+    raise ValueError(f"unknown exercise {name!r}; use one of {known}, or a notebook path")
