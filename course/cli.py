@@ -143,6 +143,32 @@ def cmd_check(args) -> int:
     return int(pytest.main([str(folder), "-q", "--no-header", "-p", "no:cacheprovider", *args.pytest_args]))
 
 
+def cmd_reference_train(args) -> int:
+    from course.reference import train_reference
+
+    manifest = train_reference(args.out, args.device, args.seed, args.only.split(",") if args.only else None)
+    print(f"\nwrote {args.out} in {manifest['wall_seconds']:.0f} s on {manifest['environment']['device_name']}")
+    print(f"{'run':<20}{'book':>8}{'ours':>8}{'seconds':>9}")
+    for name, run in manifest["runs"].items():
+        book = f"{run['book_accuracy']:.2%}" if run["book_accuracy"] is not None else "-"
+        print(f"{name:<20}{book:>8}{run['final_accuracy']:>8.2%}{run['seconds']:>9.1f}")
+    return 0
+
+
+def cmd_reference_verify(args) -> int:
+    from course.reference import verify_reference
+
+    problems = verify_reference(args.dir)
+    for p in problems:
+        print(f"  {p}")
+    print(
+        f"reference check: {len(problems)} problem(s)"
+        if problems
+        else f"reference check: {args.dir} matches its manifest"
+    )
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
     p.add_argument("--version", action="version", version=f"course {__version__}")
@@ -181,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     chk.add_argument("--root", default=".", help="course root holding exercises/ (default: .)")
     chk.set_defaults(func=cmd_check)
+
+    ref = sub.add_parser("reference", help="train or verify the reference solution artifacts (graders/reference)")
+    rsub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    rtrain = rsub.add_parser("train", help="train the chapter's runs with the solutions' implementations")
+    rtrain.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available, else cpu")
+    rtrain.add_argument("--out", default="graders/reference", help="artifact folder (default: graders/reference)")
+    rtrain.add_argument("--seed", type=int, default=42, help="seed for every run (default 42)")
+    rtrain.add_argument("--only", help="comma-separated run names (default: all runs)")
+    rtrain.set_defaults(func=cmd_reference_train)
+    rver = rsub.add_parser("verify", help="check the artifacts against their manifest (hashes, loadability)")
+    rver.add_argument("--dir", default="graders/reference", help="artifact folder (default: graders/reference)")
+    rver.set_defaults(func=cmd_reference_verify)
     return p
 
 

@@ -189,3 +189,35 @@ def resolve_exercise(name: str, root: str | os.PathLike = ".", kind: str = "exer
             raise FileNotFoundError(f"{folder} does not exist; run `course release` or check the course folder")
     known = ", ".join(f"{ex} ({nb})" for ex, nb in EXERCISES.items())
     raise ValueError(f"unknown exercise {name!r}; use one of {known}, or a notebook path")
+
+
+SKIP_SUFFIXES = ("_train", "_final")
+
+
+def load_solution_module(path: str | os.PathLike, name: str | None = None):
+    """Execute a source notebook's imports cell and solution cells into a fresh module; return it.
+
+    This is how the reference implementations are obtained: straight from ``solutions/``, never from a
+    second copy. Training tasks (grade_ids ending in ``_train`` or ``_final``) are skipped.
+    """
+    import types
+
+    path = Path(path)
+    nb = read_notebook(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code:
+        raise ValueError(f"{path} has no code cells")
+    module = types.ModuleType(name or f"reference_{path.stem}")
+    module.__file__ = str(path)
+    chunks = [("imports", code[0].source)]
+    for cell in code[1:]:
+        meta = nbgrader_meta(cell)
+        gid = str(meta.get("grade_id", ""))
+        if meta.get("solution") and not gid.endswith(SKIP_SUFFIXES):
+            chunks.append((gid, cell.source))
+    for gid, src in chunks:
+        try:
+            exec(compile(src, f"{path.name}::{gid}", "exec"), module.__dict__)  # noqa: S102 (trusted source notebook)
+        except Exception as exc:
+            raise RuntimeError(f"{path}: cell {gid!r} failed while loading the reference ({exc})") from exc
+    return module

@@ -25,3 +25,20 @@ def mnist():
     from course.data import load_mnist
 
     return load_mnist()
+
+
+_NOTEBOOK_TIMES: dict[str, tuple[float, float]] = {}
+
+
+@pytest.fixture(scope="session")
+def notebook_times():
+    """Notebook name -> (seconds to execute, points); printed as a table at the end of the run."""
+    return _NOTEBOOK_TIMES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _NOTEBOOK_TIMES:
+        terminalreporter.section("solution notebook run times (this machine)")
+        terminalreporter.write_line(f"{'notebook':<24}{'seconds':>9}{'points':>8}")
+        for name, (seconds, points) in sorted(_NOTEBOOK_TIMES.items()):
+            terminalreporter.write_line(f"{name:<24}{seconds:>9.1f}{points:>8g}")

@@ -1,0 +1,364 @@
+"""``course reference train|verify``: the chapter's runs with the reference implementations from ``solutions/``.
+
+The implementations (``conv``, ``Flatten``, ``ActivationStats``, ``OneCycleScheduler``, ``BatchNorm2d``, ...)
+are the solution cells of the source notebooks, executed into modules by ``load_solution_module``; nothing
+here re-implements them. Artifacts go to ``graders/reference/``:
+
+- ``manifest.json``: device, versions, seed, data hashes, every run's per-epoch table next to the book's
+  number, wall times, tolerances, and the sha256 of every other file;
+- ``weights/<run>.pt``: final state dicts (load with ``torch.load(..., weights_only=True)``);
+- ``traces.npz``: per-step learning rate and momentum of every run (``<run>.lr``, ``<run>.mom``);
+- ``stats/<run>.npz``: activation statistics per hooked layer and training batch: ``mean``, ``std``,
+  ``near_zero`` (layers, batches) and ``hist`` (layers, 40, batches) raw counts over [0, 10].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RUNS", "Run", "load_references", "train_reference", "verify_reference"]
+
+DEFAULT_OUT = Path("graders") / "reference"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the chapter's progression (or its further research)."""
+
+    name: str
+    title: str
+    model: str  # "sample" | "baseline" | "bn" | "norm:<kind>" | "relu_bn"
+    bs: int
+    schedule: str  # "constant" | "one_cycle"
+    lr: float
+    epochs: int
+    book_accuracy: float | None
+    stats: bool = False
+
+
+RUNS = (
+    Run("r1_sample", "MNIST_SAMPLE simple_cnn, 1cycle 0.01, 2 epochs", "sample", 64, "one_cycle", 0.01, 2, 0.9902),
+    Run(
+        "r2_constant_bs64",
+        "MNIST simple_cnn, constant LR 0.06, bs 64",
+        "baseline",
+        64,
+        "constant",
+        0.06,
+        1,
+        0.1135,
+        stats=True,
+    ),
+    Run(
+        "r3_constant_bs512",
+        "MNIST simple_cnn, constant LR 0.06, bs 512",
+        "baseline",
+        512,
+        "constant",
+        0.06,
+        1,
+        0.1135,
+        stats=True,
+    ),
+    Run("r4_one_cycle", "+ 1cycle, lr_max 0.06, bs 512", "baseline", 512, "one_cycle", 0.06, 1, 0.9743, stats=True),
+    Run("r5_batchnorm", "+ BatchNorm", "bn", 512, "one_cycle", 0.06, 1, 0.9864, stats=True),
+    Run("r6_final", "+ 5 epochs, lr_max 0.1", "bn", 512, "one_cycle", 0.1, 5, 0.9912),
+    Run("fr_layernorm", "further research: LayerNorm (GroupNorm(1, nf))", "norm:layer", 512, "one_cycle", 0.1, 5, None),
+    Run("fr_groupnorm", "further research: GroupNorm", "norm:group", 512, "one_cycle", 0.1, 5, None),
+    Run("fr_instancenorm", "further research: InstanceNorm", "norm:instance", 512, "one_cycle", 0.1, 5, None),
+    Run("fr_relu_bn", "further research: Conv -> ReLU -> BN (final recipe)", "relu_bn", 512, "one_cycle", 0.1, 5, None),
+)
+#: How close a CPU retrain must come to the manifest (accuracy in absolute terms; traces are formulas).
+TOLERANCES = {"accuracy_abs": 0.006, "trace_rtol": 1e-9}
+
+
+def load_references(root: str | os.PathLike = "."):
+    """The reference modules ex3 (CNN pieces), ex4 (ActivationStats), ex5 (1cycle), ex6 (BatchNorm)."""
+    from course.notebooks import EXERCISES, load_solution_module
+
+    root = Path(root)
+    mods = {}
+    for ex in ("ex3", "ex4", "ex5", "ex6"):
+        nb = EXERCISES[ex]
+        path = root / "solutions" / nb / f"{nb}.ipynb"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the reference implementations come from solutions/")
+        mods[ex] = load_solution_module(path, f"reference_{ex}")
+    return mods
+
+
+def build_model(run: Run, refs):
+    """The run's network, built only from the reference implementations."""
+    from torch import nn
+
+    ex3, ex6 = refs["ex3"], refs["ex6"]
+    if run.model == "sample":
+        return ex3.simple_cnn()
+    widths = [(1, 8, 5), (8, 16, 3), (16, 32, 3), (32, 64, 3)]
+    if run.model == "baseline":
+        blocks = [ex3.conv(ni, nf, ks=ks) for ni, nf, ks in widths] + [ex3.conv(64, 10, act=False)]
+    elif run.model == "bn":
+        return ex6.simple_cnn_bn()
+    elif run.model.startswith("norm:") or run.model == "relu_bn":
+        kind = run.model.split(":", 1)[1] if ":" in run.model else "batch"
+        act_first = run.model == "relu_bn"
+        blocks = [ex6.conv_norm(ni, nf, ks=ks, kind=kind, act_first=act_first) for ni, nf, ks in widths]
+        blocks.append(ex6.conv_norm(64, 10, act=False, kind=kind, act_first=act_first))
+    else:
+        raise ValueError(f"unknown model kind {run.model!r}")
+    return nn.Sequential(*blocks, ex3.Flatten())
+
+
+def _recorders():
+    """Trusted callbacks: per-step lr/mom as the optimizer saw them, and wall time per epoch."""
+    from fastai.callback.core import Callback
+
+    class HyperTrace(Callback):
+        order = 70  # after any scheduler has set the batch's hypers
+
+        def before_fit(self):
+            self.lr, self.mom, self.epoch_s = [], [], []
+
+        def before_batch(self):
+            if self.training:
+                hp = self.opt.hypers[-1]
+                self.lr.append(float(hp["lr"]))
+                self.mom.append(float(hp.get("mom", float("nan"))))
+
+        def before_epoch(self):
+            self._t0 = time.perf_counter()
+
+        def after_epoch(self):
+            self.epoch_s.append(time.perf_counter() - self._t0)
+
+    return HyperTrace()
+
+
+def _train(run: Run, refs, device, seed: int, progress: bool):
+    import torch
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+    from torch.nn import functional as F
+
+    from course.dataloaders import mnist_dls
+
+    set_seed(seed, reproducible=True)
+    dls = mnist_dls(run.bs, sample=run.model == "sample", device=device)
+    model = build_model(run, refs)
+    trace = _recorders()
+    cbs = [trace]
+    stats_cb = refs["ex4"].ActivationStats(with_hist=True) if run.stats else None
+    if stats_cb is not None:
+        cbs.append(stats_cb)
+    if run.schedule == "one_cycle":
+        cbs.append(refs["ex5"].OneCycleScheduler(run.lr))
+    learn = Learner(dls, model, loss_func=F.cross_entropy, metrics=accuracy, cbs=cbs)
+    t0 = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(run.epochs, run.lr)
+    seconds = time.perf_counter() - t0
+    table = [
+        {
+            "epoch": i,
+            "train_loss": float(v[0]),
+            "valid_loss": float(v[1]),
+            "accuracy": float(v[2]),
+            "seconds": round(trace.epoch_s[i], 3),
+        }
+        for i, v in enumerate(learn.recorder.values)
+    ]
+    if progress:
+        for row in table:
+            print(
+                f"  {run.name:<18} epoch {row['epoch']}  train {row['train_loss']:.4f}  valid "
+                f"{row['valid_loss']:.4f}  accuracy {row['accuracy']:.4f}  {row['seconds']:.1f} s",
+                flush=True,
+            )
+    state = {k: v.detach().cpu() for k, v in learn.model.state_dict().items()}
+    n_params = sum(p.numel() for p in learn.model.parameters())
+    stats = _stats_arrays(stats_cb) if stats_cb is not None else None
+    del learn
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "table": table,
+        "seconds": seconds,
+        "lr": np.array(trace.lr),
+        "mom": np.array(trace.mom),
+        "state": state,
+        "params": n_params,
+        "stats": stats,
+    }
+
+
+def _stats_arrays(cb) -> dict[str, np.ndarray]:
+    """ActivationStats' per-batch list of per-layer dicts -> arrays (layers, batches) and (layers, 40, batches)."""
+    batches = cb.stats
+    out = {
+        k: np.array([[float(layer[k]) for layer in b] for b in batches], np.float32).T
+        for k in ("mean", "std", "near_zero")
+    }
+    out["hist"] = np.stack(
+        [np.stack([np.asarray(layer["hist"], np.float32) for layer in b]) for b in batches], axis=-1
+    )  # (layers, 40, batches)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _data_hashes() -> dict[str, str]:
+    from course.data import load_mnist
+
+    m = load_mnist()
+    return {
+        k: hashlib.sha256(np.ascontiguousarray(getattr(m, k)).tobytes()).hexdigest()
+        for k in ("x_train", "y_train", "x_test", "y_test")
+    }
+
+
+def _environment(device) -> dict:
+    import fastai
+    import torch
+
+    env = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "fastai": fastai.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+    }
+    env["device_name"] = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine() or "cpu")
+    )
+    return env
+
+
+def train_reference(
+    out: str | os.PathLike = DEFAULT_OUT,
+    device: str | None = None,
+    seed: int = 42,
+    only: list[str] | None = None,
+    root: str | os.PathLike = ".",
+    progress: bool = True,
+) -> dict:
+    """Train the selected runs and write the artifacts into ``out`` atomically; return the manifest."""
+    import torch
+
+    names = {r.name for r in RUNS}
+    unknown = sorted(set(only or ()) - names)
+    if unknown:
+        raise ValueError(f"unknown run(s) {unknown}; choose from {sorted(names)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use --device cpu")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    refs = load_references(root)
+    out = Path(out)
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "weights").mkdir(parents=True)
+    (tmp / "stats").mkdir()
+    runs, traces = {}, {}
+    t_all = time.perf_counter()
+    try:
+        for run in RUNS:
+            if only and run.name not in only:
+                continue
+            if progress:
+                print(f"{run.name}: {run.title} on {dev}", flush=True)
+            res = _train(run, refs, dev, seed, progress)
+            torch.save(res["state"], tmp / "weights" / f"{run.name}.pt")
+            traces[f"{run.name}.lr"], traces[f"{run.name}.mom"] = res["lr"], res["mom"]
+            if res["stats"] is not None:
+                np.savez_compressed(tmp / "stats" / f"{run.name}.npz", **res["stats"])
+            runs[run.name] = {
+                **asdict(run),
+                "params": res["params"],
+                "seconds": round(res["seconds"], 2),
+                "epochs_table": res["table"],
+                "final_accuracy": res["table"][-1]["accuracy"],
+                "steps": len(res["lr"]),
+            }
+        np.savez_compressed(tmp / "traces.npz", **traces)
+        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {
+            "schema": SCHEMA,
+            "seed": seed,
+            "environment": _environment(dev),
+            "data_sha256": _data_hashes(),
+            "wall_seconds": round(time.perf_counter() - t_all, 2),
+            "tolerances": TOLERANCES,
+            "runs": runs,
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def verify_reference(path: str | os.PathLike = DEFAULT_OUT) -> list[str]:
+    """Problems with the artifacts in ``path`` compared with its manifest: [] when everything matches."""
+    import torch
+
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        return [f"{mf} is missing: run `course reference train`"]
+    try:
+        manifest = json.loads(mf.read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{mf} is not valid JSON ({exc})"]
+    problems = []
+    listed = manifest.get("files", {})
+    present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
+    for rel in sorted(present - set(listed)):
+        problems.append(f"{rel} is not listed in the manifest")
+    for rel, digest in sorted(listed.items()):
+        f = path / rel
+        if not f.is_file():
+            problems.append(f"{rel} is listed in the manifest but missing")
+        elif _sha256(f) != digest:
+            problems.append(f"{rel} has sha256 {_sha256(f)[:12]}…, the manifest says {digest[:12]}…")
+        elif f.suffix == ".pt":
+            try:
+                torch.load(f, weights_only=True, map_location="cpu")
+            except Exception as exc:  # any unpickling problem means the file is unusable
+                problems.append(f"{rel} does not load with weights_only=True ({exc})")
+        elif f.suffix == ".npz":
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    [z[k] for k in z.files]
+            except Exception as exc:  # zip and format errors
+                problems.append(f"{rel} is not a readable npz ({exc})")
+    for name, run in manifest.get("runs", {}).items():
+        if f"weights/{name}.pt" not in listed:
+            problems.append(f"run {name} has no weights file")
+        if not run.get("epochs_table") or len(run["epochs_table"]) != run.get("epochs"):
+            problems.append(f"run {name}: the per-epoch table does not have {run.get('epochs')} rows")
+    return problems
