@@ -40,8 +40,9 @@ def test_source_follows_the_contract(ex, nb_name):
         assert "HIDDEN TESTS" not in c.source, "hidden checks belong in graders/, not in notebooks"
     # each task heading's points equal the points of its test cells
     tasks = solution_cells(nb)
-    headings = [(m.group(0), int(m.group(3))) for c in nb.cells if c.cell_type == "markdown"
-                for m in HEADING.finditer(c.source)]
+    headings = [
+        (m.group(0), int(m.group(3))) for c in nb.cells if c.cell_type == "markdown" for m in HEADING.finditer(c.source)
+    ]
     assert headings, "task headings look like '## Exercise 3.1 — Flatten (1 point)'"
     assert f"({ex})" in nb.cells[0].source, f"the title cell names the exercise id ({ex})"
     points = {t: sum(g.points for g in tests if g.grade_id.startswith(f"{t}_test")) for t in tasks}
@@ -62,7 +63,10 @@ def test_release_leaks_nothing(ex, nb_name):
 def run_plugin(path: Path, report: Path):
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(path), "-p", "no:cacheprovider", "-q", "--course-report", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 

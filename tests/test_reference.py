@@ -76,14 +76,16 @@ def test_tampering_is_caught(tmp_path):
 def test_cpu_retrain_agrees_with_the_manifest(manifest, tmp_path):
     """A short retrain (1-epoch runs) lands within the manifest's tolerances; schedules match exactly."""
     names = ["r4_one_cycle", "r5_batchnorm"]
-    fresh = train_reference(tmp_path / "ref", device="cpu", seed=manifest["seed"], only=names, root=ROOT,
-                            progress=False)
+    fresh = train_reference(
+        tmp_path / "ref", device="cpu", seed=manifest["seed"], only=names, root=ROOT, progress=False
+    )
     tol = manifest["tolerances"]
     with np.load(REF / "traces.npz") as ref_traces, np.load(tmp_path / "ref" / "traces.npz") as new_traces:
         for name in names:
             ours, theirs = fresh["runs"][name], manifest["runs"][name]
             assert abs(ours["final_accuracy"] - theirs["final_accuracy"]) <= tol["accuracy_abs"], name
             for key in ("lr", "mom"):
-                np.testing.assert_allclose(new_traces[f"{name}.{key}"], ref_traces[f"{name}.{key}"],
-                                           rtol=tol["trace_rtol"])
+                np.testing.assert_allclose(
+                    new_traces[f"{name}.{key}"], ref_traces[f"{name}.{key}"], rtol=tol["trace_rtol"]
+                )
     assert verify_reference(tmp_path / "ref") == []

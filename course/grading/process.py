@@ -1,0 +1,256 @@
+"""One worker process seen from the trusted side: JSON lines over two pipes, deadlines, capped output, kill.
+
+Requests go to the worker's request pipe; replies come back on a separate reply pipe, one JSON object
+per line, each echoing the request's random ``nonce``. Lines without the nonce are stray writes by the
+submission and are skipped; a line that carries the nonce but is not one JSON object, or a line longer
+than ``reply_bytes``, makes that exchange ``invalid``. stdout and stderr are drained all the time
+(so a chatty submission cannot block) and only their first bytes are kept. Nothing read from the
+worker is ever executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+from course.grading.protocol import CONFIG_ENV
+
+__all__ = ["Capture", "WorkerProcess"]
+
+
+class Capture:
+    """The first ``cap`` bytes of a stream, plus how many bytes there were in all."""
+
+    def __init__(self, cap: int):
+        self.cap, self.data, self.total = cap, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if len(self.data) < self.cap:
+            self.data += chunk[: self.cap - len(self.data)]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.data)
+
+    def text(self) -> str:
+        out = self.data.decode("utf-8", errors="replace")
+        if self.truncated:
+            out += f"\n[... {self.total - len(self.data):,} more bytes not kept]"
+        return out
+
+
+class WorkerProcess:
+    """Start a worker (``cmd`` is bwrap's or a plain Python command line) and talk to it."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        cfg: dict,
+        cwd: str | None,
+        outputs: tuple[Capture, Capture],
+        reply_bytes: int,
+        exit_words: Callable[[int | None], str],
+    ):
+        self.reply_bytes, self.exit_words = reply_bytes, exit_words
+        self.child_pid: int | None = None  # bwrap's sandbox init: killing it ends every process inside
+        req_r, self._req = os.pipe()
+        self._rep, rep_w = os.pipe()
+        child_fds = [req_r, rep_w]
+        info_r = None
+        if cmd[0] == "bwrap":
+            info_r, info_w = os.pipe()
+            child_fds.append(info_w)
+            cmd = [cmd[0], "--info-fd", str(info_w), *cmd[1:]]
+        env = {**env, CONFIG_ENV: json.dumps({**cfg, "request_fd": req_r, "reply_fd": rep_w})}
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                pass_fds=child_fds, start_new_session=True, cwd=cwd,
+            )  # fmt: skip
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self._outs = dict(zip((self.proc.stdout.fileno(), self.proc.stderr.fileno()), outputs, strict=True))
+        self._rbuf, self._discarding = bytearray(), False
+        for fd in (self._req, self._rep, *self._outs):
+            os.set_blocking(fd, False)
+        if info_r is not None:
+            self.child_pid = _read_child_pid(info_r)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def exchange(self, msg: dict | None, timeout: float, deadline: float) -> tuple[str, dict, str, float]:
+        """Send ``msg`` (None: wait for the hello) and wait -> (status, reply, detail, seconds).
+
+        ``status`` is ``ok`` (``reply`` is the worker's JSON object, not yet validated), ``invalid``,
+        ``timeout`` (``timeout`` seconds, or the run's ``deadline``, passed; the worker is killed) or
+        ``crashed`` (the worker ended; ``detail`` says how).
+        """
+        t0 = time.monotonic()
+        stop = min(t0 + timeout, deadline)
+        nonce = secrets.token_hex(8)
+        out = b"" if msg is None else json.dumps({**msg, "nonce": nonce}).encode() + b"\n"
+        view, exited_at = memoryview(out), None
+        while True:
+            now = time.monotonic()
+            if now >= stop:
+                self.kill()
+                why = "run time limit reached" if stop < t0 + timeout else f"timeout after {timeout:g} s"
+                return "timeout", {}, why, round(now - t0, 3)
+            readers = [fd for fd in (self._rep, *self._outs) if fd is not None]
+            writers = [self._req] if view and self._req is not None else []
+            rr, ww = _poll(readers, writers, min(stop - now, 0.25))
+            if ww:
+                try:
+                    view = view[os.write(self._req, view[: 1 << 16]) :]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    view = memoryview(b"")  # the worker closed its end; its exit is noticed below
+            for fd in rr:
+                if fd in self._outs:
+                    self._drain(fd)
+                    continue
+                try:
+                    chunk = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    self._close_reply()
+                    continue
+                found = self._lines(chunk, nonce, msg is None)
+                if found is not None:
+                    return (*found, round(time.monotonic() - t0, 3))
+            if self.proc.poll() is not None:
+                exited_at = exited_at or time.monotonic()
+                if self._rep is None or time.monotonic() - exited_at > 0.5:
+                    why = self.exit_words(self.proc.returncode)
+                    self.kill()
+                    return "crashed", {}, why, round(time.monotonic() - t0, 3)
+
+    def _lines(self, chunk: bytes, nonce: str, hello: bool):
+        """Feed reply bytes; return (status, reply, detail) once the line for ``nonce`` (or the hello) is in."""
+        self._rbuf += chunk
+        while True:
+            nl = self._rbuf.find(b"\n")
+            if nl < 0:
+                if len(self._rbuf) > self.reply_bytes:
+                    self._rbuf.clear()
+                    self._discarding = True
+                return None
+            line = bytes(self._rbuf[:nl])
+            del self._rbuf[: nl + 1]
+            if self._discarding:
+                self._discarding = False
+                return "invalid", {}, f"reply larger than {self.reply_bytes >> 20} MiB"
+            try:
+                reply = json.loads(line)
+            except (ValueError, RecursionError):
+                reply = None
+            if hello and isinstance(reply, dict) and reply.get("op") == "hello":
+                return "ok", reply, ""  # the first line, written before any submission code ran
+            if nonce.encode() not in line:
+                continue  # a stray line the submission wrote to the reply pipe
+            if not isinstance(reply, dict) or reply.get("nonce") != nonce:
+                return "invalid", {}, "reply is not valid protocol (not one JSON object)"
+            return "ok", reply, ""
+
+    def _drain(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self._outs[fd].add(chunk)
+        else:
+            del self._outs[fd]
+
+    def drain(self) -> None:
+        """Read whatever output is already waiting (the worker flushes before each reply)."""
+        while self._outs:
+            ready = _poll(list(self._outs), [], 0)[0]
+            if not ready:
+                return
+            for fd in ready:
+                self._drain(fd)
+
+    def _close_reply(self) -> None:
+        if self._rep is not None:
+            os.close(self._rep)
+            self._rep = None
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox (its init first, so bwrap reaps it), wait, keep the last output, close pipes."""
+        if self.proc.poll() is None:
+            if self.child_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.child_pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=2)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        end = time.monotonic() + 0.5
+        while self._outs and time.monotonic() < end:
+            for fd in _poll(list(self._outs), [], 0.05)[0]:
+                self._drain(fd)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self._outs = {}
+        self._close_reply()
+        if self._req is not None:
+            os.close(self._req)
+            self._req = None
+
+
+def _read_child_pid(fd: int) -> int | None:
+    """bwrap's ``--info-fd`` JSON (written before the sandboxed command starts): the sandbox init's pid."""
+    data, end = b"", time.monotonic() + 10
+    try:
+        while time.monotonic() < end:
+            if not _poll([fd], [], end - time.monotonic())[0]:
+                break
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    try:
+        pid = json.loads(data)["child-pid"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return pid if type(pid) is int and pid > 1 else None
+
+
+def _poll(readers: list[int], writers: list[int], timeout: float) -> tuple[list[int], list[int]]:
+    """Readable and writable fds (hang-ups count as readable), like select() without its fd-number limit."""
+    poller = select.poll()
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    for fd in writers:
+        poller.register(fd, select.POLLOUT)
+    rr, ww = [], []
+    for fd, ev in poller.poll(max(timeout, 0) * 1000):
+        if fd in writers and ev & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+            ww.append(fd)
+        if fd in readers and ev & (select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            rr.append(fd)
+    return rr, ww

@@ -1,0 +1,548 @@
+"""Run a submission's code in a sandboxed worker and ask it questions (probes); the trusted side only reads data.
+
+    from course.grading import Limits, Ref, Sandbox
+
+    sandbox = Sandbox(Limits(probe_seconds=20))
+    result = sandbox.run(
+        [("imports", "import torch\\nimport torch.nn.functional as F"), ("ex2_conv2d", source)],
+        [{"id": "p1", "op": "call", "target": "conv2d", "args": [x, w], "kwargs": {"stride": 2}}],
+    )
+    result.cells[1].ok, result["p1"].status, result["p1"].value   # value: a plain torch.Tensor
+
+or interactively (hypothesis examples, checks that depend on earlier answers)::
+
+    with sandbox.session(cells) as s:
+        bn = s.store("bn", "BatchNorm2d", 4)            # value Ref("$bn", "BatchNorm2d")
+        s.call("$bn", x); s.get("$bn.running_mean"); s.call("$bn.eval")
+
+Probe vocabulary (one JSON object per probe; ``id`` is optional in a session, unique in ``run``):
+
+======== ================================ =====================================================
+op       fields                           does (in the worker)
+======== ================================ =====================================================
+call     target, args, kwargs             ``resolve(target)(*args, **kwargs)``
+get      target                           ``resolve(target)``: a name, ``$ref`` or attribute path
+set      target, value                    ``setattr(resolve(owner), attr, value)``
+len      target                           ``len(resolve(target))``
+helper   name, args, kwargs               a trusted helper from ``course.grading.probelib``
+                                          (``probelib.HELPERS``: training runs, fastai fits,
+                                          figure summaries, forward/backward, hook counts...)
+source   target                           ``{"source", "cell", "line"}`` of a def, class or
+                                          lambda assignment, for AST checks on the trusted side
+names    --                               ``{name: type name}`` of the submission's namespace
+forget   target                           drop a stored ``$ref``
+======== ================================ =====================================================
+
+Options on any probe: ``store`` (keep the result as ``$name`` and reply with a ``Ref``), ``discard``
+(reply ``None``), ``seed`` (seed ``random``, numpy and torch first), ``no_grad``, ``timeout`` (seconds).
+Targets: ``name`` looks up the submission's namespace, ``$name`` a stored object, ``.attr`` parts follow
+attributes. Arguments are ``protocol.encode``-able values: JSON, numpy arrays, torch tensors (arrays over
+``Limits.spill_bytes`` go through ``.npy`` files in a read-only inputs folder), ``Ref`` and ``Npy``
+(``Session.put`` writes a named array once for many probes).
+
+Results: ``ProbeResult.status`` is ``ok`` (``value`` is plain data: JSON types, tuples, ``torch.Tensor``
+or ``np.ndarray``, ``Ref``, ``Opaque(type)`` for objects with no plain form), ``error`` (the submission
+raised: ``error.type``, ``error.mro``, ``error.message``, a short traceback without install paths),
+``invalid`` (the reply broke the protocol or was too large), ``timeout``, ``crashed`` (the worker died:
+exit code, signal, CPU limit) or ``skipped`` (the worker had stopped earlier; ``detail`` says why).
+
+What the caller must not send: expected values, labels of held-out data, reference weights the check
+is about, or anything else that would let the submission answer without computing. Training labels
+that a training helper needs are inputs; test labels stay on the trusted side, which compares the
+returned logits with them. Everything in a reply can be forged by the submission (it owns its
+process), so checks compare returned data with trusted results and never ask the worker for verdicts.
+
+Isolation: ``bwrap`` when it is installed and works (read-only system, Python install, venv and the
+``course`` package only; no repository, no data; tmpfs scratch and /tmp; no network; new pid, ipc and
+uts namespaces; all capabilities dropped and, when the grader runs as root, a per-run unprivileged uid),
+else ``rlimits-only``. Both get rlimits (CPU time, data memory, address space, processes, file size,
+open files), a scrubbed environment, wall-clock timeouts that kill the whole sandbox, and capped
+output. ``RunResult.enforced`` and ``RunResult.weaker`` list what held and what did not.
+
+Cells: each runs in one shared namespace (``__main__``); a cell that raises records its error and the
+next cell runs. A cell that hangs or kills the worker is recorded (``timeout``/``crashed``) and the
+cells after it run on a fresh worker that first replays the earlier cells, at most
+``Limits.max_restarts`` times. A probe that hangs or kills the worker marks the probes after it
+``skipped``; ``Session.restart()`` gives a grader a fresh worker for its next task.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from course.grading.isolation import (
+    SANDBOX_INPUTS,
+    SANDBOX_LIB,
+    SANDBOX_SCRATCH,
+    WORKER,
+    bwrap_args,
+    bwrap_problem,
+    course_dir,
+    exit_reason,
+    report,
+    worker_env,
+)
+from course.grading.process import Capture, WorkerProcess
+from course.grading.protocol import Budget, Npy, ProtocolError, decode, encode, valid_npy_name
+
+__all__ = ["CellResult", "ErrorInfo", "Limits", "ProbeResult", "RunResult", "Sandbox", "Session"]
+
+OPS = ("call", "get", "set", "len", "helper", "source", "names", "forget")
+STATUSES = ("ok", "error", "invalid", "timeout", "crashed", "skipped")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_PATH = re.compile(r"^\$?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_WORKER_LIMITS = ("cpu_seconds", "memory_bytes", "address_space_bytes", "processes", "file_bytes", "open_files")
+_WORKER_LIMITS += ("reply_bytes", "threads")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker may use. Defaults fit a short CPU training run.
+
+    ``memory_bytes`` caps the heap and anonymous memory (RLIMIT_DATA; torch + fastai start at ~1.0 GiB),
+    ``address_space_bytes`` all mappings (RLIMIT_AS; the CUDA build of torch maps ~3.8 GiB of libraries).
+    """
+
+    cpu_seconds: int = 300
+    memory_bytes: int = 4 << 30
+    address_space_bytes: int = 8 << 30
+    processes: int = 64
+    file_bytes: int = 64 << 20
+    open_files: int = 256
+    tmpfs_bytes: int = 256 << 20
+    output_bytes: int = 64 << 10
+    reply_bytes: int = 128 << 20
+    spill_bytes: int = 1 << 20
+    threads: int = 1
+    startup_seconds: float = 60.0
+    cell_seconds: float = 60.0
+    probe_seconds: float = 60.0
+    run_seconds: float = 900.0
+    max_restarts: int = 2
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An exception raised by submission code, as text: class name, class names of its MRO, message, traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    mro: tuple[str, ...] = ()
+
+    def is_a(self, name: str) -> bool:
+        """True when the exception is (a subclass of) the builtin class called ``name``."""
+        return name in self.mro
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    status: str
+    error: ErrorInfo | None = None
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class ProbeResult:
+    id: str
+    status: str
+    value: Any = None
+    error: ErrorInfo | None = None
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def raised(self, name: str) -> bool:
+        """True when the submission raised ``name`` (or a subclass of it)."""
+        return self.status == "error" and self.error is not None and self.error.is_a(name)
+
+
+@dataclass
+class RunResult:
+    cells: list[CellResult]
+    probes: dict[str, ProbeResult]
+    isolation: str
+    enforced: list[str]
+    weaker: list[str]
+    stdout: str
+    stderr: str
+    output_truncated: bool
+    startup_seconds: float
+    seconds: float
+    restarts: int
+    stops: list[str] = field(default_factory=list)
+
+    def __getitem__(self, probe_id: str) -> ProbeResult:
+        return self.probes[probe_id]
+
+    def cell(self, grade_id: str) -> CellResult:
+        """The first cell with this grade_id."""
+        for c in self.cells:
+            if c.grade_id == grade_id:
+                return c
+        raise KeyError(f"no cell with grade_id {grade_id!r}")
+
+
+class Sandbox:
+    """Factory for sandboxed runs. ``isolation``: "auto" (bwrap if it works), "bwrap" (required) or "rlimits"."""
+
+    def __init__(self, limits: Limits | None = None, isolation: str = "auto"):
+        if isolation not in ("auto", "bwrap", "rlimits"):
+            raise ValueError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {isolation!r}")
+        self.limits = limits or Limits()
+        self.requested = isolation
+        self.mode, self.fallback_reason = self._choose(isolation)
+
+    @staticmethod
+    def _choose(isolation: str) -> tuple[str, str]:
+        if isolation == "rlimits":
+            return "rlimits-only", "rlimits-only was requested"
+        reason = bwrap_problem()
+        if reason is None:
+            return "bwrap", ""
+        if isolation == "bwrap":
+            raise RuntimeError(
+                f"bwrap isolation was required but {reason}; install bubblewrap (apt-get install bubblewrap)"
+            )
+        return "rlimits-only", reason
+
+    def session(self, cells: list[tuple[str, str]], files: dict[str, Any] | None = None) -> Session:
+        return Session(self, cells, files)
+
+    def run(self, cells: list[tuple[str, str]], probes: list[dict], files: dict[str, Any] | None = None) -> RunResult:
+        """Run ``cells`` in one worker, then ``probes`` in order; after a worker stop the rest are ``skipped``."""
+        ids = [p.get("id") for p in probes]
+        if None in ids or len(set(ids)) != len(ids):
+            raise ValueError("every probe passed to run() needs a unique 'id'")
+        with self.session(cells, files) as s:
+            for p in probes:
+                s.probe(p)
+        return s.result()
+
+    def environment(self, home: str, tmp: str, lib: str) -> dict[str, str]:
+        """The worker's whole environment (an allow-list; nothing is inherited)."""
+        return worker_env(home, tmp, lib, self.limits.threads)
+
+
+class Session:
+    """One submission's worker: cells run on ``start``; ``probe`` asks questions; ``close`` kills and cleans up."""
+
+    def __init__(self, sandbox: Sandbox, cells: list[tuple[str, str]], files: dict[str, Any] | None = None):
+        for cell in cells:
+            if not (isinstance(cell, tuple | list) and len(cell) == 2 and all(isinstance(c, str) for c in cell)):
+                raise TypeError("cells must be (grade_id, source) string pairs")
+        self.sandbox, self.limits = sandbox, sandbox.limits
+        self.cell_specs = [(g, s) for g, s in cells]
+        self.cells: list[CellResult] = []
+        self.probes: dict[str, ProbeResult] = {}
+        self.stops: list[str] = []
+        self.restarts = 0
+        self.startup_seconds = 0.0
+        self.enforced, self.weaker = report(sandbox.mode, sandbox.fallback_reason, sandbox.limits)
+        self._worker_notes: tuple[list[str], list[str]] = ([], [])
+        self.worker_info: dict = {}
+        self._worker: WorkerProcess | None = None
+        self._stdout, self._stderr = Capture(self.limits.output_bytes), Capture(self.limits.output_bytes)
+        self._killers: set[int] = set()
+        self._n = 0
+        self._probe_n = 0
+        self._t0 = time.monotonic()
+        self._deadline = self._t0 + self.limits.run_seconds
+        self._dirs = [tempfile.mkdtemp(prefix="course-sandbox-")]
+        self.inputs = Path(self._dirs[0])
+        os.chmod(self.inputs, 0o755)
+        for name, array in (files or {}).items():
+            self.put(name, array)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> Session:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._worker is not None and self._worker.alive
+
+    def start(self) -> list[CellResult]:
+        """Start the worker and run the cells; a cell that kills the worker is skipped on a fresh one."""
+        i = 0
+        self.cells = []
+        while i < len(self.cell_specs):
+            if not self.alive and not self._respawn(replay_until=i):
+                why = f"not run: the worker stopped ({self._why()}) and no restart is left"
+                self.cells += [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs[i:]]
+                break
+            grade_id, source = self.cell_specs[i]
+            msg = {"op": "exec", "cell": _safe_id(grade_id), "source": source}
+            status, reply, detail, secs = self._exchange(msg, self.limits.cell_seconds, f"cell {grade_id}")
+            if status in ("timeout", "crashed"):
+                self._killers.add(i)
+            error = None
+            if status == "ok" and reply.get("status") == "error":
+                error = _error(reply.get("error"))
+                status, detail = "error", _explain(error, self.limits)
+            elif status == "ok" and reply.get("status") != "ok":
+                status, detail = "invalid", "reply is not valid protocol (unknown status)"
+            self.cells.append(CellResult(grade_id, status, error, detail, secs))
+            i += 1
+        if not self.cell_specs and not self.alive:
+            self._respawn(replay_until=0)
+        return self.cells
+
+    def restart(self) -> bool:
+        """A fresh worker with the cells replayed (stored ``$refs`` are lost); False when no restart is left."""
+        self._kill("restarted by the grader")
+        return self._respawn(replay_until=len(self.cell_specs))
+
+    def close(self) -> None:
+        if self.alive:
+            self._kill(None)
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._dirs = []
+
+    def result(self) -> RunResult:
+        """Everything so far: cells, probes, output, isolation report."""
+        if self.alive:
+            self._worker.drain()
+        return RunResult(
+            cells=list(self.cells),
+            probes=dict(self.probes),
+            isolation=self.sandbox.mode,
+            enforced=self.enforced + self._worker_notes[0],
+            weaker=self.weaker + self._worker_notes[1],
+            stdout=self._stdout.text(),
+            stderr=self._stderr.text(),
+            output_truncated=self._stdout.truncated or self._stderr.truncated,
+            startup_seconds=self.startup_seconds,
+            seconds=round(time.monotonic() - self._t0, 3),
+            restarts=self.restarts,
+            stops=list(self.stops),
+        )
+
+    # --- probes ------------------------------------------------------------------------------
+    def put(self, name: str, array) -> Npy:
+        """Write a big input array once (``name.npy`` in the read-only inputs folder); pass the ``Npy`` as an arg."""
+        fname = name if name.endswith(".npy") else f"{name}.npy"
+        if not valid_npy_name(fname):
+            raise ValueError(f"input names are 1-64 of [A-Za-z0-9_-], got {name!r}")
+        kind = "ndarray" if type(array) is np.ndarray else "tensor"
+        arr = array if type(array) is np.ndarray else array.detach().cpu().contiguous().numpy()
+        np.save(self.inputs / fname, np.ascontiguousarray(arr), allow_pickle=False)
+        os.chmod(self.inputs / fname, 0o644)
+        return Npy(fname, kind)
+
+    def probe(self, spec: dict) -> ProbeResult:
+        """Send one probe (see the module docstring) and return its validated result; never raises for worker faults."""
+        spec = dict(spec)
+        self._probe_n += 1
+        pid = str(spec.pop("id", f"p{self._probe_n}"))
+        timeout = float(spec.pop("timeout", self.limits.probe_seconds))
+        msg = self._check(spec)
+        if not self.alive:
+            res = ProbeResult(pid, "skipped", detail=f"not run: {self._why()}")
+        else:
+            status, reply, detail, secs = self._exchange(msg, timeout, f"probe {pid}")
+            res = ProbeResult(pid, status, detail=detail, seconds=secs)
+            if status == "ok":
+                res = self._read_reply(pid, reply, secs)
+        self.probes[pid] = res
+        return res
+
+    def call(self, target: str, *args, **kwargs) -> ProbeResult:
+        return self.probe({"op": "call", "target": target, "args": list(args), "kwargs": kwargs})
+
+    def store(self, name: str, target: str, *args, **kwargs) -> ProbeResult:
+        """``$name = target(*args, **kwargs)`` in the worker; the value is ``Ref("$name", type)``."""
+        return self.probe({"op": "call", "target": target, "args": list(args), "kwargs": kwargs, "store": name})
+
+    def get(self, target: str) -> ProbeResult:
+        return self.probe({"op": "get", "target": target})
+
+    def helper(self, name: str, *args, **kwargs) -> ProbeResult:
+        return self.probe({"op": "helper", "name": name, "args": list(args), "kwargs": kwargs})
+
+    def source(self, target: str) -> ProbeResult:
+        return self.probe({"op": "source", "target": target})
+
+    def _check(self, spec: dict) -> dict:
+        op = spec.get("op")
+        if op not in OPS:
+            raise ValueError(f"probe op must be one of {OPS}, got {op!r}")
+        allowed = {"op", "target", "args", "kwargs", "name", "value", "store", "discard", "seed", "no_grad"}
+        if set(spec) - allowed:
+            raise ValueError(f"unknown probe fields {sorted(set(spec) - allowed)}")
+        if op not in ("names", "helper") and not _PATH.match(str(spec.get("target", ""))):
+            raise ValueError(f"probe target must be 'name', '$ref' or a dotted path, got {spec.get('target')!r}")
+        if op == "helper":
+            from course.grading.probelib import HELPER_NAMES
+
+            if spec.get("name") not in HELPER_NAMES:
+                raise ValueError(f"unknown helper {spec.get('name')!r}; helpers: {sorted(HELPER_NAMES)}")
+        if "store" in spec and not _IDENT.match(str(spec["store"])):
+            raise ValueError(f"store names are identifiers, got {spec['store']!r}")
+        if "seed" in spec and type(spec["seed"]) is not int:
+            raise ValueError(f"seed must be an int, got {spec['seed']!r}")
+        msg = dict(spec)
+        msg["args"] = [self._enc(a) for a in spec.get("args", [])]
+        msg["kwargs"] = {str(k): self._enc(v) for k, v in spec.get("kwargs", {}).items()}
+        if "value" in spec:
+            msg["value"] = self._enc(spec["value"])
+        return msg
+
+    def _enc(self, value):
+        def spill(arr: np.ndarray, kind: str) -> Npy:
+            self._n += 1
+            npy = self.put(f"spill{self._n}", arr)
+            return Npy(npy.name, kind)
+
+        return encode(value, spill=spill, spill_bytes=self.limits.spill_bytes)
+
+    def _read_reply(self, pid: str, reply: dict, secs: float) -> ProbeResult:
+        try:
+            status = reply.get("status")
+            if status == "ok":
+                value = decode(reply.get("value"), Budget(array_bytes=self.limits.reply_bytes))
+                return ProbeResult(pid, "ok", value=value, seconds=secs)
+            if status == "error":
+                error = _error(reply.get("error"))
+                return ProbeResult(pid, "error", error=error, detail=_explain(error, self.limits), seconds=secs)
+            if status == "invalid":
+                return ProbeResult(pid, "invalid", detail=_text(reply.get("detail"), 300), seconds=secs)
+            raise ProtocolError(f"unknown reply status {str(status)[:40]!r}")
+        except (ProtocolError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as e:
+            return ProbeResult(pid, "invalid", detail=f"invalid reply from the worker: {e}"[:300], seconds=secs)
+
+    # --- the worker process ------------------------------------------------------------------
+    def _respawn(self, replay_until: int) -> bool:
+        if self._worker is not None:
+            if self.restarts >= self.limits.max_restarts:
+                return False
+            self.restarts += 1
+        if time.monotonic() >= self._deadline:
+            self.stops.append(f"run time limit ({self.limits.run_seconds:g} s) reached")
+            return False
+        if not self._spawn():
+            return False
+        for i, (grade_id, source) in enumerate(self.cell_specs[:replay_until]):
+            if i in self._killers:
+                continue
+            status, *_ = self._exchange(
+                {"op": "exec", "cell": _safe_id(grade_id), "source": source},
+                self.limits.cell_seconds,
+                f"cell {grade_id} (replay)",
+            )
+            if status in ("timeout", "crashed"):
+                self._killers.add(i)
+                return False
+        return True
+
+    def _spawn(self) -> bool:
+        sb, lim = self.sandbox, self.limits
+        if sb.mode == "bwrap":
+            cmd = bwrap_args(course_dir(), str(self.inputs), lim.tmpfs_bytes) + ["--", sys.executable, *WORKER]
+            env = sb.environment(SANDBOX_SCRATCH, "/tmp", SANDBOX_LIB)
+            cfg, cwd = {"inputs": SANDBOX_INPUTS, "lib": SANDBOX_LIB}, None
+            if os.geteuid() == 0:
+                cfg["uid"] = cfg["gid"] = 2_000_000_000 + secrets.randbelow(100_000_000)
+        else:
+            lib, scratch = (tempfile.mkdtemp(prefix=f"course-sandbox-{p}-") for p in ("lib", "scratch"))
+            self._dirs += [lib, scratch]
+            os.symlink(course_dir(), os.path.join(lib, "course"))  # PYTHONPATH gets the package, not the repo
+            cmd, env = [sys.executable, *WORKER], sb.environment(scratch, scratch, lib)
+            cfg, cwd = {"inputs": str(self.inputs), "lib": lib}, scratch
+        cfg["limits"] = {k: getattr(lim, k) for k in _WORKER_LIMITS}
+        t0 = time.monotonic()
+        self._worker = WorkerProcess(
+            cmd, env, cfg, cwd, (self._stdout, self._stderr), lim.reply_bytes,
+            lambda rc: exit_reason(rc, sb.mode, lim),
+        )  # fmt: skip
+        status, hello, detail, _ = self._worker.exchange(None, lim.startup_seconds, self._deadline)
+        if status != "ok":
+            tail = self._stderr.text()[-300:].strip()
+            self._kill(f"worker did not start: {detail}" + (f" ({tail})" if tail else ""))
+            return False
+        self.startup_seconds = round(time.monotonic() - t0, 3)
+        self.worker_info = {k: hello.get(k) for k in ("uid", "pidns", "versions", "startup_seconds")}
+        self._worker_notes = (
+            [_text(n, 200) for n in hello.get("enforced", [])][:20],
+            [_text(n, 200) for n in hello.get("weaker", [])][:20],
+        )
+        return True
+
+    def _exchange(self, msg: dict, timeout: float, what: str) -> tuple[str, dict, str, float]:
+        self._n += 1
+        status, reply, detail, secs = self._worker.exchange({**msg, "id": f"m{self._n}"}, timeout, self._deadline)
+        if status == "timeout" and detail == "run time limit reached":
+            detail = f"run time limit ({self.limits.run_seconds:g} s) reached"
+        if status in ("timeout", "crashed"):
+            self.stops.append(f"{detail} in {what}")
+        return status, reply, detail, secs
+
+    def _kill(self, reason: str | None) -> None:
+        if reason:
+            self.stops.append(reason)
+        if self._worker is not None:
+            self._worker.kill()
+
+    def _why(self) -> str:
+        return self.stops[-1] if self.stops else "the worker is not running"
+
+
+def _safe_id(grade_id: str) -> str:
+    """The cell's name inside the worker (``<cell NAME>`` in tracebacks, ``source`` replies)."""
+    return re.sub(r"[^\w.-]", "_", grade_id)[:100]
+
+
+def _text(value, cap: int) -> str:
+    return value[:cap] if isinstance(value, str) else ""
+
+
+def _error(raw) -> ErrorInfo:
+    if not isinstance(raw, dict):
+        return ErrorInfo("UnknownError", "the worker sent no error details")
+    mro = raw.get("mro")
+    mro = tuple(_text(m, 100) for m in mro[:12]) if isinstance(mro, list) else ()
+    return ErrorInfo(
+        _text(raw.get("type"), 100), _text(raw.get("message"), 4000), _text(raw.get("traceback"), 4000), mro
+    )
+
+
+def _explain(error: ErrorInfo | None, limits: Limits) -> str:
+    if error is None:
+        return ""
+    if error.is_a("MemoryError"):
+        memory, space = _gib(limits.memory_bytes), _gib(limits.address_space_bytes)
+        return f"{error.type}: memory limit ({memory} data, {space} address space)"
+    return f"{error.type}: {error.message}"[:300]
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 1 << 30 else f"{math.ceil(n / 2**20)} MiB"

@@ -1,0 +1,437 @@
+"""The sandboxed side: run a submission's cells in one namespace, then answer probes.
+
+Started by ``course.grading.sandbox`` as ``python -P -s -B -u -m course.grading.worker`` with a JSON
+config in ``$COURSE_SANDBOX_CONFIG``. Before any submission code runs it drops root (when started as
+root inside bwrap), imports numpy and torch, pins torch's thread count and sets its own rlimits, then
+says hello. Requests arrive as JSON lines on one pipe, replies leave as JSON lines on another, so the
+submission's ``print`` output (fd 1 and 2) never mixes with the protocol.
+
+Everything here runs in the same process as untrusted code, so nothing it sends is believed: the
+trusted side re-validates every reply (``protocol.decode``). The converters below use references
+captured before the submission runs, so patching ``torch``/``numpy`` in a cell cannot make a tensor
+subclass or a rigged ``__eq__`` cross the wire as anything but plain data or a type name.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import contextlib
+import json
+import linecache
+import os
+import random
+import resource
+import sys
+import time
+import traceback
+import types
+
+_T0 = time.monotonic()
+CONFIG_ENV = "COURSE_SANDBOX_CONFIG"  # same as protocol.CONFIG_ENV (kept import-free)
+MAX_TEXT = 4000
+
+
+def _drop_root(cfg: dict, notes: list[str]) -> None:
+    """Inside bwrap started by root: become the per-run uid the trusted side chose (fail closed)."""
+    uid = cfg.get("uid")
+    if os.getuid() != 0 or uid is None:
+        return
+    gid = cfg.get("gid", uid)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    with open("/proc/self/status") as f:
+        caps = {k: v.strip() for k, _, v in (line.partition(":") for line in f) if k.startswith("Cap")}
+    if os.getuid() == 0 or int(caps.get("CapEff", "1"), 16) or int(caps.get("CapPrm", "1"), 16):
+        raise SystemExit("worker: could not drop root")
+    notes.append(f"uid: unprivileged per-run uid {uid}, no capabilities")
+
+
+def _own_tasks() -> int:
+    """Tasks (threads) of this real uid that /proc shows: RLIMIT_NPROC counts them all."""
+    uid, n = str(os.getuid()), 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            n += int(fields.get("Threads", "1"))
+    return n
+
+
+def _set_limits(lim: dict, notes: list[str], weaker: list[str]) -> None:
+    """rlimits, hard and soft, so the submission cannot raise them again."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = int(used.ru_utime + used.ru_stime) + 1 + lim["cpu_seconds"]
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    notes.append(f"cpu time: {lim['cpu_seconds']} s (SIGXCPU)")
+    resource.setrlimit(resource.RLIMIT_DATA, (lim["memory_bytes"], lim["memory_bytes"]))
+    notes.append(f"memory (data): {lim['memory_bytes'] / 2**30:.1f} GiB")
+    resource.setrlimit(resource.RLIMIT_AS, (lim["address_space_bytes"], lim["address_space_bytes"]))
+    notes.append(f"address space: {lim['address_space_bytes'] / 2**30:.1f} GiB")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_bytes"], lim["file_bytes"]))
+    notes.append(f"file size: {lim['file_bytes'] >> 20} MiB")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lim["open_files"], lim["open_files"]))
+    notes.append(f"open files: {lim['open_files']}")
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.getuid() == 0:
+        weaker.append("processes: not limited (the worker runs as root, which RLIMIT_NPROC ignores)")
+    else:
+        n = _own_tasks() + lim["processes"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+        notes.append(f"processes/threads: {lim['processes']} more than at start")
+
+
+def _write_all(fd: int, data: bytes, _write=os.write) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[_write(fd, view) :]
+
+
+class Encoder:
+    """Worker object -> wire value, with references captured before any submission code ran."""
+
+    def __init__(self, np, torch, max_bytes: int):
+        self.np, self.max_bytes = np, max_bytes
+        self.ndarray, self.generic, self.tensor = np.ndarray, np.generic, torch.Tensor
+        self.np_array, self.tobytes, self.item = np.array, np.ndarray.tobytes, np.generic.item
+        self.to_numpy, self.to_float, self.bf16 = torch.Tensor.numpy, torch.Tensor.float, torch.bfloat16
+        self.no_tf = torch._C.DisableTorchFunctionSubclass
+        self.as_subclass = torch._C.TensorBase.as_subclass
+        self.b64 = base64.b64encode
+        self.dtypes = {"bool", "uint8", "int8", "int16", "int32", "int64"}
+        self.dtypes |= {"float16", "float32", "float64", "complex64", "complex128"}
+
+    def __call__(self, x):
+        self.left = self.max_bytes
+        return self.enc(x, 0)
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise OverflowError(f"result larger than {self.max_bytes >> 20} MiB")
+
+    def enc(self, x, depth: int):
+        if depth > 32:
+            raise OverflowError("result nested deeper than 32")
+        t = type(x)
+        if x is None or t is bool:
+            return x
+        if issubclass(t, int):
+            return int.__int__(x)
+        if issubclass(t, float):
+            return float.__float__(x)
+        if issubclass(t, str):
+            s = str.__str__(x)
+            self.spend(len(s))
+            return s
+        if issubclass(t, complex):
+            return self.array(self.np_array(complex.__complex__(x)), "ndarray")
+        if issubclass(t, self.generic):
+            return self.enc(self.item(x), depth + 1)
+        if issubclass(t, self.tensor):
+            with self.no_tf():
+                plain = self.as_subclass(x, self.tensor)
+                if plain.dtype == self.bf16:
+                    plain = self.to_float(plain)
+                return self.array(self.to_numpy(plain, force=True), "tensor")
+        if issubclass(t, self.ndarray):
+            return self.array(x, "ndarray")
+        if issubclass(t, (list, tuple)):
+            base = list if issubclass(t, list) else tuple
+            items = [self.enc(base.__getitem__(x, i), depth + 1) for i in range(base.__len__(x))]
+            self.spend(8 * len(items))
+            return items if base is list else {"__tuple__": items}
+        if issubclass(t, dict):
+            pairs = [(k, self.enc(v, depth + 1)) for k, v in dict.items(x)]
+            self.spend(8 * len(pairs))
+            if all(type(k) is str and not (k.startswith("__") and k.endswith("__")) for k, _ in pairs):
+                return dict(pairs)
+            return {"__dict__": [[self.enc(k, depth + 1), v] for k, v in pairs]}
+        return {"__object__": type_name(x)}
+
+    def array(self, x, kind: str) -> dict:
+        arr = self.np_array(x, copy=True, subok=False)
+        if type(arr) is not self.ndarray or str(arr.dtype) not in self.dtypes:
+            raise TypeError(f"arrays of dtype {arr.dtype} cannot be sent")
+        raw = self.tobytes(arr, order="C")
+        self.spend(len(raw) * 4 // 3 + 100)
+        return {
+            "__array__": self.b64(raw).decode("ascii"),
+            "dtype": str(arr.dtype),
+            "shape": list(arr.shape),
+            "kind": kind,
+        }
+
+
+_QUALNAME = type.__dict__["__qualname__"]
+_MRO = type.__dict__["__mro__"]
+
+
+def type_name(x) -> str:
+    """The qualified name of ``type(x)``, read through ``type``'s own descriptor (no metaclass can intervene)."""
+    return class_name(type(x))
+
+
+def class_name(cls: type) -> str:
+    try:
+        return str.__str__(_QUALNAME.__get__(cls))[:200]
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def safe_str(e: BaseException) -> str:
+    """``str(e)`` for an exception whose ``__str__`` the submission may have written."""
+    try:
+        return str.__str__(str(e))
+    except BaseException:  # noqa: BLE001
+        return "<unprintable>"
+
+
+class Worker:
+    def __init__(self, cfg: dict, np, torch):
+        self.cfg, self.np, self.torch = cfg, np, torch
+        self.req = os.fdopen(cfg["request_fd"], "rb", buffering=1 << 16)
+        self.reply_fd = cfg["reply_fd"]
+        self.inputs = cfg["inputs"]
+        self.encode = Encoder(np, torch, cfg["limits"]["reply_bytes"])
+        self.refs: dict[str, object] = {}
+        self.cells: list[tuple[str, str]] = []
+        self.module = types.ModuleType("__main__")
+        self.module.__dict__["__builtins__"] = builtins
+        self.ns = self.module.__dict__
+        self.seeders = (random.seed, np.random.seed, torch.manual_seed)
+        self.from_numpy, self.np_load, self.frombuffer = torch.from_numpy, np.load, np.frombuffer
+        self.dumps, self.loads = json.dumps, json.loads
+        self.paths = sorted({sys.prefix, sys.base_prefix, cfg.get("lib", "")} - {""}, key=len, reverse=True)
+
+    def send(self, msg: dict) -> None:
+        _write_all(self.reply_fd, self.dumps(msg).encode() + b"\n")
+
+    def serve(self) -> None:
+        sys.modules["__main__"] = self.module
+        while True:
+            line = self.req.readline()
+            if not line:
+                return
+            req = self.loads(line)
+            start = time.monotonic()
+            reply = self.exec_cell(req) if req.get("op") == "exec" else self.probe(req)
+            reply.update(id=req["id"], nonce=req["nonce"], seconds=round(time.monotonic() - start, 6))
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):  # the submission may have replaced or closed them
+                    stream.flush()
+            try:
+                self.send(reply)
+            except (TypeError, ValueError) as e:
+                self.send({"id": req["id"], "nonce": req["nonce"], "status": "invalid", "detail": str(e)[:200]})
+
+    # --- cells -------------------------------------------------------------------------------
+    def exec_cell(self, req: dict) -> dict:
+        cell, source = req["cell"], req["source"]
+        filename = f"<cell {cell}>"
+        try:
+            code = compile(source, filename, "exec", dont_inherit=True)
+        except SyntaxError as first:
+            source = strip_magics(source)  # IPython %magics and !shell lines become comments
+            try:
+                code = compile(source, filename, "exec", dont_inherit=True)
+            except SyntaxError:
+                return {"status": "error", "error": self.error_info(first)}
+        lines = source.splitlines(keepends=True)
+        linecache.cache[filename] = (len(source), None, lines, filename)
+        self.cells.append((cell, source))
+        try:
+            exec(code, self.ns)
+        except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from a cell are its errors
+            return {"status": "error", "error": self.error_info(e)}
+        return {"status": "ok"}
+
+    # --- probes ------------------------------------------------------------------------------
+    def probe(self, req: dict) -> dict:
+        op = req.get("op")
+        try:
+            if req.get("seed") is not None:
+                for seed in self.seeders:
+                    seed(int(req["seed"]))
+            args = [self.value_in(a) for a in req.get("args", [])]
+            kwargs = {k: self.value_in(v) for k, v in req.get("kwargs", {}).items()}
+            grad = self.torch.no_grad() if req.get("no_grad") else self.torch.enable_grad()
+            with grad:
+                value = self.run_op(op, req, args, kwargs)
+        except BaseException as e:  # noqa: BLE001
+            return {"status": "error", "error": self.error_info(e)}
+        if req.get("store"):
+            self.refs[req["store"]] = value
+            return {"status": "ok", "value": {"__ref__": "$" + req["store"], "type": type_name(value)}}
+        if req.get("discard"):
+            return {"status": "ok", "value": None}
+        try:
+            return {"status": "ok", "value": self.encode(value)}
+        except BaseException as e:  # noqa: BLE001
+            return {"status": "invalid", "detail": f"the result cannot be sent: {type_name(e)}: {safe_str(e)}"[:300]}
+
+    def run_op(self, op: str, req: dict, args: list, kwargs: dict):
+        if op == "call":
+            return self.resolve(req["target"])(*args, **kwargs)
+        if op == "get":
+            return self.resolve(req["target"])
+        if op == "set":
+            owner, _, attr = req["target"].rpartition(".")
+            setattr(self.resolve(owner), attr, self.value_in(req["value"]))
+            return None
+        if op == "len":
+            return len(self.resolve(req["target"]))
+        if op == "helper":
+            from course.grading import probelib
+
+            return probelib.HELPERS[req["name"]](*args, **kwargs)
+        if op == "source":
+            return self.source(req["target"])
+        if op == "names":
+            return {k: type_name(v) for k, v in list(self.ns.items()) if not k.startswith("__")}
+        if op == "forget":
+            self.refs.pop(req["target"].lstrip("$"), None)
+            return None
+        raise ValueError(f"unknown probe op {op!r}")
+
+    def resolve(self, path: str):
+        head, *attrs = path.split(".")
+        if head.startswith("$"):
+            if head[1:] not in self.refs:
+                raise LookupError(f"no stored object {head} (stored objects do not survive a worker restart)")
+            obj = self.refs[head[1:]]
+        elif head in self.ns:
+            obj = self.ns[head]
+        else:
+            raise NameError(f"name {head!r} is not defined by the submission")
+        for attr in attrs:
+            obj = getattr(obj, attr)
+        return obj
+
+    def value_in(self, v):
+        """Wire value from the trusted side -> worker object (arrays become tensors or ndarrays)."""
+        if type(v) is list:
+            return [self.value_in(x) for x in v]
+        if type(v) is not dict:
+            return v
+        if "__array__" in v:
+            raw = base64.b64decode(v["__array__"])
+            arr = self.frombuffer(raw, dtype=v["dtype"]).reshape(v["shape"]).copy()
+            return self.from_numpy(arr) if v.get("kind") == "tensor" else arr
+        if "__npy__" in v:
+            name = v["__npy__"]
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"bad input file name {name!r}")
+            arr = self.np_load(os.path.join(self.inputs, name), allow_pickle=False)
+            return self.from_numpy(arr) if v.get("kind", "tensor") == "tensor" else arr
+        if "__ref__" in v:
+            return self.resolve(v["__ref__"])
+        if "__tuple__" in v:
+            return tuple(self.value_in(x) for x in v["__tuple__"])
+        if "__dict__" in v:
+            return {self.value_in(k): self.value_in(x) for k, x in v["__dict__"]}
+        return {k: self.value_in(x) for k, x in v.items()}
+
+    def source(self, target: str) -> dict:
+        """Source of a function, lambda or class the cells defined: {"source", "cell", "line"} (for AST checks)."""
+        obj = self.resolve(target)
+        names = {target.rsplit(".", 1)[-1].lstrip("$"), str(getattr(obj, "__name__", ""))}
+        if isinstance(obj, type):
+            funcs = [getattr(v, "__func__", v) for v in vars(obj).values()]
+            codes = [f.__code__ for f in funcs if isinstance(getattr(f, "__code__", None), types.CodeType)]
+        else:
+            code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+            codes = [code] if isinstance(code, types.CodeType) else []
+        codes = [c for c in codes if c.co_filename.startswith("<cell ")]
+        for cell, src in reversed(self.cells):
+            if codes and f"<cell {cell}>" != codes[0].co_filename:
+                continue
+            try:
+                tree = ast.parse(src)
+            except SyntaxError:
+                continue
+            found = None
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    hit = node.name in names
+                else:
+                    hit = isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets)
+                if not hit:
+                    continue
+                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+                if not codes or first <= codes[0].co_firstlineno <= node.end_lineno:
+                    found = (first, node.end_lineno)
+            if found:
+                text = "".join(src.splitlines(keepends=True)[found[0] - 1 : found[1]])
+                return {"source": text, "cell": cell, "line": found[0]}
+        raise LookupError(f"no source found for {target!r} in the submission's cells")
+
+    # --- errors ------------------------------------------------------------------------------
+    def error_info(self, e: BaseException) -> dict:
+        message = safe_str(e)
+        mro = [class_name(cls)[:100] for cls in tuple.__iter__(_MRO.__get__(type(e)))][:12]
+        return {"type": mro[0], "mro": mro, "message": self.clean(message)[:MAX_TEXT], "traceback": self.tb(e)}
+
+    def tb(self, e: BaseException) -> str:
+        """Frames from the cells plus the last library frame, with install paths shortened."""
+        try:
+            frames = traceback.extract_tb(e.__traceback__)
+        except Exception:  # noqa: BLE001
+            return ""
+        here = os.path.dirname(os.path.abspath(__file__))
+        keep = [f for f in frames if not f.filename.startswith(here)]
+        cell_idx = [i for i, f in enumerate(keep) if f.filename.startswith("<cell ")]
+        if cell_idx:
+            keep = keep[cell_idx[0] :]
+        keep = keep[:3] + keep[-5:] if len(keep) > 8 else keep
+        out = [f"  {self.clean(f.filename)}, line {f.lineno}, in {f.name}\n    {(f.line or '').strip()}" for f in keep]
+        return "\n".join(out)[-MAX_TEXT:]
+
+    def clean(self, text: str) -> str:
+        for path in self.paths:
+            text = text.replace(path, "<python>" if path != self.cfg.get("lib") else "<course>")
+        return text
+
+
+def strip_magics(source: str) -> str:
+    """Comment out IPython line magics (``%...``) and shell escapes (``!...``) at the start of a line."""
+    return "".join(
+        "# " + line if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines(keepends=True)
+    )
+
+
+def main() -> None:
+    cfg = json.loads(os.environ.pop(CONFIG_ENV))
+    notes: list[str] = []
+    weaker: list[str] = []
+    _drop_root(cfg, notes)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(cfg["limits"]["threads"])
+    torch.set_num_interop_threads(1)
+    _set_limits(cfg["limits"], notes, weaker)
+    worker = Worker(cfg, np, torch)
+    worker.send(
+        {
+            "op": "hello",
+            "uid": os.getuid(),
+            "pidns": os.readlink("/proc/self/ns/pid"),
+            "enforced": notes,
+            "weaker": weaker,
+            "startup_seconds": round(time.monotonic() - _T0, 3),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__},
+        }
+    )
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
