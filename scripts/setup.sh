@@ -34,9 +34,13 @@ if [ "$dev" = 1 ]; then
       echo "setup.sh: please install ${need[*]} (e.g. sudo apt-get install ${need[*]}); tests that need them fail without" >&2
     fi
   fi
-  if [ -f package.json ]; then npm ci --silent --no-audit --no-fund; fi
 else
   "${pip[@]}" -e .
+fi
+# The site vendors MathJax and iframe-worker from npm (pinned in package-lock.json); nothing loads from a CDN.
+if [ -f package.json ]; then
+  if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund
+  else echo "setup.sh: npm not found; install Node.js to build the course site" >&2; fi
 fi
 # One kernel for executing notebooks, named as the notebooks expect.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null

@@ -1,0 +1,364 @@
+"""Reference-run artifacts as the site reads them, the chapter's published numbers, and the run figures.
+
+The site never trains. ``course reference train`` (see :mod:`course.reference`) writes the chapter's
+runs into ``graders/reference/``; the site reads these files from there:
+
+``manifest.json``
+    ``{"environment": {"device": ..., "device_name": ...}, "runs": {RUN: {"epochs_table": [EPOCH, ...],
+    "final_accuracy": float, ...}}, ...}`` where each ``EPOCH`` is ``{"epoch": int, "train_loss": float,
+    "valid_loss": float, "accuracy": float, "seconds": float}`` (accuracy as a fraction in [0, 1]).
+    Other keys are allowed and ignored.
+
+``stats/<RUN>.npz``
+    What ``ActivationStats(with_hist=True)`` records, one column per *training* batch, one row per hooked
+    layer (the leaf modules with parameters, in model order):
+
+    - ``mean``, ``std``, ``near_zero``: float arrays of shape ``(layers, batches)``
+      (``near_zero`` = fraction of activations <= 0.05);
+    - ``hist``: float array ``(layers, 40, batches)`` of raw ``histc(40, 0, 10)`` counts
+      (the figure applies ``log1p``, as ``ActivationStats.hist`` does);
+    - optional ``layers``: str array ``(layers,)`` of module names.
+
+``traces.npz`` (optional for the site)
+    ``<RUN>.lr`` and ``<RUN>.mom``: float arrays ``(batches,)``, the hyper-parameters of each training batch.
+
+``RUN`` is one of :data:`RUNS`' keys (the chapter's progression) or a further-research run (``fr_*``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ENV_REFERENCE",
+    "REFERENCE_COMMAND",
+    "RUNS",
+    "ArtifactError",
+    "LayerStats",
+    "Run",
+    "color_dim",
+    "load_activation_stats",
+    "load_manifest",
+    "load_schedule",
+    "one_cycle_schedule",
+    "plot_layer_stats",
+    "plot_schedule",
+    "reference_dir",
+    "results_table",
+    "run_result",
+    "sched_cos",
+]
+
+ENV_REFERENCE = "COURSE_REFERENCE_DIR"
+REFERENCE_COMMAND = "course reference train"
+HIST_BINS = 40
+
+
+@dataclass(frozen=True)
+class Run:
+    """One of the chapter's training runs and the accuracy the book printed for it."""
+
+    key: str
+    label: str
+    setup: str
+    book_accuracy: float
+    epochs: int
+    batches_per_epoch: int
+
+
+#: The chapter's runs, in the order the chapter tells them (book accuracies from its printed tables).
+RUNS: dict[str, Run] = {
+    r.key: r
+    for r in (
+        Run(
+            "r1_sample",
+            "R1",
+            "3s vs 7s, `simple_cnn` (4-8-16-32-2), bs 64, `fit_one_cycle(2, 0.01)`",
+            0.990186,
+            2,
+            193,
+        ),
+        Run(
+            "r2_constant_bs64",
+            "R2",
+            "all digits, `simple_cnn()` (8-16-32-64-10), bs 64, constant LR 0.06",
+            0.1135,
+            1,
+            937,
+        ),
+        Run("r3_constant_bs512", "R3", "same, bs 512, constant LR 0.06", 0.1135, 1, 117),
+        Run("r4_one_cycle", "R4", "bs 512, 1cycle with `lr_max` 0.06, 1 epoch", 0.9743, 1, 117),
+        Run("r5_batchnorm", "R5", "+ batch normalization, 1cycle 0.06, 1 epoch", 0.9864, 1, 117),
+        Run("r6_final", "R6", "+ batch normalization, 1cycle 0.1, 5 epochs", 0.9912, 5, 117),
+    )
+}
+
+#: The book's five-epoch table for R6 (train_loss, valid_loss, accuracy).
+BOOK_R6_EPOCHS = (
+    (0.191731, 0.121738, 0.960900),
+    (0.083739, 0.055808, 0.981800),
+    (0.053161, 0.044485, 0.987100),
+    (0.034433, 0.030233, 0.990200),
+    (0.017646, 0.025407, 0.991200),
+)
+
+
+class ArtifactError(ValueError):
+    """A reference artifact exists but does not have the documented format."""
+
+
+def reference_dir(root: str | os.PathLike) -> Path:
+    """Where reference artifacts live: ``$COURSE_REFERENCE_DIR`` or ``<repo>/graders/reference``."""
+    env = os.environ.get(ENV_REFERENCE)
+    return Path(env) if env else Path(root) / "graders" / "reference"
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """Read and check ``manifest.json``; raise ArtifactError naming the file and the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON ({exc}); rerun `{REFERENCE_COMMAND}`") from exc
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, dict):
+        raise ArtifactError(f"{path} has no 'runs' object; rerun `{REFERENCE_COMMAND}`")
+    for key, run in runs.items():
+        epochs = run.get("epochs_table") if isinstance(run, dict) else None
+        if not isinstance(epochs, list) or not epochs:
+            raise ArtifactError(f"{path}: run {key!r} has no 'epochs_table' list")
+        for e in epochs:
+            acc = e.get("accuracy") if isinstance(e, dict) else None
+            if not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
+                raise ArtifactError(f"{path}: run {key!r} has an epoch whose accuracy {acc!r} is not in [0, 1]")
+    return data
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Per-layer, per-batch activation statistics of one run (see the module docstring)."""
+
+    mean: np.ndarray  # (layers, batches)
+    std: np.ndarray  # (layers, batches)
+    near_zero: np.ndarray  # (layers, batches)
+    hist: np.ndarray  # (layers, 40, batches), raw counts
+    layers: tuple[str, ...]
+
+    @property
+    def n_layers(self) -> int:
+        return self.mean.shape[0]
+
+    def layer_name(self, idx: int) -> str:
+        """A readable name for hooked layer ``idx`` (negative indices count from the end)."""
+        i = range(self.n_layers)[idx]
+        return self.layers[i] if self.layers else f"hooked layer {i + 1} of {self.n_layers}"
+
+
+def load_activation_stats(path: str | os.PathLike) -> LayerStats:
+    """Read ``stats/<run>.npz`` and check every array's shape against the others."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not a readable npz ({exc}); rerun `{REFERENCE_COMMAND}`") from exc
+    missing = [k for k in ("mean", "std", "near_zero", "hist") if k not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks arrays {missing} (has {sorted(arrays)})")
+    mean = arrays["mean"]
+    if mean.ndim != 2 or mean.shape[1] == 0:
+        raise ArtifactError(f"{path}: 'mean' must be (layers, batches), got shape {mean.shape}")
+    n_layers, n_batches = mean.shape
+    for k in ("std", "near_zero"):
+        if arrays[k].shape != mean.shape:
+            raise ArtifactError(f"{path}: {k!r} has shape {arrays[k].shape}, expected {mean.shape} like 'mean'")
+    if arrays["hist"].shape != (n_layers, HIST_BINS, n_batches):
+        raise ArtifactError(
+            f"{path}: 'hist' has shape {arrays['hist'].shape}, expected {(n_layers, HIST_BINS, n_batches)}"
+        )
+    layers = tuple(str(s) for s in arrays["layers"]) if "layers" in arrays else ()
+    if layers and len(layers) != n_layers:
+        raise ArtifactError(f"{path}: 'layers' names {len(layers)} layers, the statistics have {n_layers}")
+    return LayerStats(*(np.asarray(arrays[k], dtype=np.float64) for k in ("mean", "std", "near_zero", "hist")), layers)
+
+
+def load_schedule(path: str | os.PathLike, run: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``traces.npz``: the recorded ``<run>.lr`` and ``<run>.mom`` per training batch."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            lr, mom = np.asarray(z[f"{run}.lr"], float), np.asarray(z[f"{run}.mom"], float)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{path} needs arrays '{run}.lr' and '{run}.mom' ({exc})") from exc
+    if lr.shape != mom.shape or lr.ndim != 1:
+        raise ArtifactError(f"{path}: 'lr' {lr.shape} and 'mom' {mom.shape} must be equal 1-D shapes")
+    return lr, mom
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+
+def sched_cos(start: float, end: float, pos: float) -> float:
+    """Cosine annealing from ``start`` (pos 0) to ``end`` (pos 1), the curve fastai uses in both 1cycle phases."""
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def one_cycle_schedule(
+    n_steps: int,
+    lr_max: float,
+    div: float = 25.0,
+    div_final: float = 1e5,
+    pct_start: float = 0.25,
+    moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+) -> tuple[list[float], list[float]]:
+    """Learning rate and momentum before each of ``n_steps`` training batches (step i at pos = i / n_steps)."""
+
+    def phase(start: float, middle: float, end: float, pos: float) -> float:
+        if pos < pct_start:
+            return sched_cos(start, middle, pos / pct_start)
+        return sched_cos(middle, end, (pos - pct_start) / (1 - pct_start))
+
+    pos = [i / n_steps for i in range(n_steps)]
+    lrs = [phase(lr_max / div, lr_max, lr_max / div_final, p) for p in pos]
+    mom = [phase(*moms, p) for p in pos]
+    return lrs, mom
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def plot_layer_stats(stats: LayerStats, idx: int, title: str = ""):
+    """Mean, std and fraction near zero of one layer's activations against the training batch."""
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
+    i = range(stats.n_layers)[idx]
+    for ax, values, name in zip(
+        axs, (stats.mean[i], stats.std[i], stats.near_zero[i]), ("mean", "std", "% near zero"), strict=True
+    ):
+        ax.plot(values, color="#3949ab", linewidth=1.2)
+        ax.set_title(name)
+        ax.set_xlabel("training batch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(f"{title} — {stats.layer_name(idx)}", fontsize=11)
+    return fig
+
+
+def color_dim(stats: LayerStats, idx: int, title: str = "", figsize=(10, 5)):
+    """The 'colourful dimension' plot: log(1 + histogram count) per bin (rows) and batch (columns)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    i = range(stats.n_layers)[idx]
+    ax.imshow(np.log1p(stats.hist[i]), origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(f"{title} — {stats.layer_name(idx)}", fontsize=11)
+    return fig
+
+
+def plot_schedule(n_steps: int, lr_max: float, recorded: tuple[np.ndarray, np.ndarray] | None = None):
+    """fastai's 1cycle learning rate and momentum per batch, from the formula (and a recorded run if given)."""
+    import matplotlib.pyplot as plt
+
+    lrs, moms = one_cycle_schedule(n_steps, lr_max)
+    fig, axs = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
+    for ax, values, name, rec in zip(
+        axs, (lrs, moms), ("learning rate", "momentum"), recorded or (None, None), strict=True
+    ):
+        ax.plot(values, color="#3949ab", linewidth=2, label="formula")
+        if rec is not None:
+            ax.plot(rec, linestyle="none", marker=".", markersize=3, color="#e64a19", label="reference run")
+            ax.legend()
+        ax.set_title(name)
+        ax.set_xlabel("training batch")
+        ax.axvline(0.25 * n_steps, color="grey", linestyle=":", linewidth=1)
+        ax.grid(alpha=0.3)
+    axs[0].annotate(
+        f"peak {lr_max:g} after 25% of the batches",
+        xy=(0.25 * n_steps, lr_max),
+        xytext=(0.45 * n_steps, 0.85 * lr_max),
+        arrowprops={"arrowstyle": "->", "color": "grey"},
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _device(manifest: dict) -> str:
+    env = manifest.get("environment") or {}
+    name, kind = env.get("device_name"), env.get("device")
+    if kind == "cpu":
+        return f"a CPU ({name})" if name else "a CPU"
+    return f"{name} ({kind})" if name and kind else name or kind or "an unnamed device"
+
+
+def _not_trained_note(available: bool) -> str:
+    if available:
+        return f"*Ours*: not trained in this checkout yet — run `{REFERENCE_COMMAND}` and rebuild the site."
+    return f"*Ours*: not trained yet — `{REFERENCE_COMMAND}` (coming with the grader release) writes these numbers."
+
+
+def results_table(manifest: dict | None, command_available: bool = False) -> str:
+    """Markdown table of the chapter's runs: the book's final accuracy beside the reference run's."""
+    runs = (manifest or {}).get("runs", {})
+    rows = ["| run | setup | book | ours |", "|---|---|---:|---:|"]
+    for run in RUNS.values():
+        got = runs.get(run.key)
+        ours = _pct(got["epochs_table"][-1]["accuracy"]) if got else "not yet trained"
+        rows.append(f"| {run.label} | {run.setup} | {_pct(run.book_accuracy)} | {ours} |")
+    if manifest is None:
+        note = _not_trained_note(command_available)
+    else:
+        note = f"*Ours*: the course's reference runs on {_device(manifest)}, seed {manifest.get('seed', '?')}."
+    return "\n".join(rows) + "\n\n" + note + "\n"
+
+
+def epochs_table(manifest: dict | None, key: str = "r6_final") -> str:
+    """Per-epoch accuracy of the final run: the book's table beside the reference run's."""
+    got = ((manifest or {}).get("runs", {}).get(key) or {}).get("epochs_table", [])
+    rows = [
+        "| epoch | book train loss | book valid loss | book accuracy | our accuracy |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for i, (tl, vl, acc) in enumerate(BOOK_R6_EPOCHS):
+        ours = _pct(got[i]["accuracy"]) if i < len(got) else "not yet trained"
+        rows.append(f"| {i} | {tl:.4f} | {vl:.4f} | {_pct(acc)} | {ours} |")
+    return "\n".join(rows) + "\n"
+
+
+def run_result(manifest: dict | None, key: str, command_available: bool = False) -> str:
+    """A short box: the book's accuracy for one of the chapter's runs beside the reference run's."""
+    run = RUNS[key]
+    got = ((manifest or {}).get("runs") or {}).get(key)
+    if got:
+        env = (manifest.get("environment") or {}).get("device", "?")
+        ours = f"**{_pct(got['epochs_table'][-1]['accuracy'])}** ({env}, seed {manifest.get('seed', '?')})"
+    else:
+        ours = "not trained in this checkout yet" + ("" if command_available else " (coming with the grader release)")
+    setup = run.setup.replace('"', "'")
+    return (
+        f'!!! abstract run-result "Run {run.label}: {setup}"\n\n'
+        f"    Book: **{_pct(run.book_accuracy)}** · this course's reference run: {ours}\n"
+    )
+
+
+def research_table(manifest: dict | None, command_available: bool = False) -> str:
+    """The further-research runs (``fr_*``) of the reference training, if any, beside the final recipe."""
+    runs = (manifest or {}).get("runs", {})
+    extra = {k: v for k, v in runs.items() if k.startswith("fr_") or k == "r6_final"}
+    if not extra:
+        return _not_trained_note(command_available).replace("these numbers", "these runs") + "\n"
+    rows = ["| run | what changes | accuracy |", "|---|---|---:|"]
+    for key, run in extra.items():
+        rows.append(f"| `{key}` | {run.get('title', '')} | {_pct(run['epochs_table'][-1]['accuracy'])} |")
+    return "\n".join(rows) + "\n"

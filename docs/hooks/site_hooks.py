@@ -1,0 +1,5 @@
+"""MkDocs hooks for the course site: the work is done in :mod:`course.site.hooks` (tested there)."""
+
+from course.site.hooks import on_config, on_files, on_page_markdown, on_post_build
+
+__all__ = ["on_config", "on_files", "on_page_markdown", "on_post_build"]

@@ -1,0 +1,357 @@
+"""The built site in headless Chromium: clean page loads, math, the quiz, dark mode, figures, playground.
+
+Debian's Chromium (`apt-get install chromium`), driven by Playwright; the site is built with its
+`site_url` set to the origin of a local static server, so Material's instant navigation is active.
+Set COURSE_SCREENSHOTS=<folder> to keep a screenshot of every page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+from course.site import figures
+from course.site.build import build_site, serve
+from course.site.quiz import load_bank
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGES = [
+    "index.html",
+    "chapter/index.html",
+    *(f"chapter/{p.stem}.html" for p in sorted((ROOT / "docs/chapter").glob("[0-9]*.md"))),
+    "playground.html",
+    "quiz.html",
+    "exercises/index.html",
+    *(f"exercises/{p.stem}.html" for p in sorted((ROOT / "docs/exercises").glob("0*.md"))),
+    "instructor.html",
+]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """The site built for, and served at, http://127.0.0.1:<port>/."""
+    site = tmp_path_factory.mktemp("browser-site") / "site"
+    cache = tmp_path_factory.getbasetemp() / "site-figures"
+    with serve(site) as origin:
+        build_site(site, origin + "/", env={"COURSE_SITE_CACHE": str(cache)})
+        yield origin, site
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh --dev does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+class Watch:
+    """Console errors, page errors, failed requests and requests to other hosts seen by one page."""
+
+    def __init__(self, page, allowed_scheme_host: tuple[str, str | None]):
+        self.problems: list[str] = []
+        scheme, host = allowed_scheme_host
+        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+
+        def on_request(request):
+            u = urlparse(request.url)
+            if u.scheme in ("data", "blob", "about"):
+                return
+            if u.scheme != scheme or u.hostname != host:
+                self.problems.append(f"outside request: {request.url}")
+
+        page.on("request", on_request)
+
+    def assert_clean(self):
+        assert not self.problems, "\n".join(self.problems)
+
+
+@pytest.fixture()
+def tab(chromium, served):
+    origin, _ = served
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    page = context.new_page()
+    watch = Watch(page, ("http", "127.0.0.1"))
+    yield page, watch, origin
+    context.close()
+
+
+def screenshot(page, name: str):
+    folder = os.environ.get("COURSE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name.replace('/', '_').removesuffix('.html')}.png"), full_page=True)
+
+
+def math_state(page) -> dict:
+    """Wait for MathJax to finish, then describe how each formula rendered."""
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+    page.evaluate("() => MathJax.startup.promise")
+    return page.evaluate(
+        """() => {
+          const items = [...document.querySelectorAll('article .arithmatex')];
+          return {
+            formulas: items.length,
+            containers: items.map(el => el.querySelectorAll('mjx-container').length),
+            invisible: items.filter(el => {
+              const c = el.querySelector('mjx-container');
+              if (!c) return true;
+              const box = c.getBoundingClientRect();
+              return box.width === 0 || box.height === 0 || getComputedStyle(c).visibility === 'hidden';
+            }).length,
+            raw: items.filter(el => !el.querySelector('mjx-container')).length,
+          };
+        }"""
+    )
+
+
+def assert_math_rendered(page, at_least: int):
+    state = math_state(page)
+    assert state["formulas"] >= at_least
+    assert state["containers"] == [1] * state["formulas"], "each formula must be typeset exactly once"
+    assert state["invisible"] == 0 and state["raw"] == 0
+
+
+def test_every_page_loads_cleanly_with_its_figures(tab):
+    page, watch, origin = tab
+    figure_count = 0
+    for name in PAGES:
+        page.goto(f"{origin}/{name}", wait_until="networkidle")
+        assert page.locator("article h1").first.is_visible(), name
+        images = page.evaluate(
+            "() => [...document.querySelectorAll('article img')].map(i => [i.getAttribute('src'), i.naturalWidth])"
+        )
+        assert all(width > 0 for _, width in images), (name, images)
+        figure_count += page.locator("article figure.course-figure img").count()
+        screenshot(page, name)
+    watch.assert_clean()
+    # every drawable figure is on some page (run figures also once their artifacts exist)
+    drawable = [s for s in figures.FIGURES.values() if not any(n.startswith("ref:") for n in s.needs)]
+    assert figure_count >= len(drawable)
+
+
+def test_math_renders_once_and_survives_instant_navigation(tab):
+    page, watch, origin = tab
+    page.goto(f"{origin}/chapter/04-strides-padding.html", wait_until="networkidle")
+    assert_math_rendered(page, at_least=4)
+    page.evaluate("() => { window.__sameDocument = true; }")
+
+    page.click("nav.md-nav--primary a[href$='05-conv-as-matmul.html']")
+    page.wait_for_url("**/05-conv-as-matmul.html")
+    page.wait_for_selector("article h1:has-text('matrix product')")
+    assert page.evaluate("() => window.__sameDocument === true"), "instant navigation did not happen"
+    assert_math_rendered(page, at_least=5)
+
+    page.click("nav.md-nav--primary a[href$='04-strides-padding.html']")
+    page.wait_for_url("**/04-strides-padding.html")
+    page.wait_for_selector("article h1:has-text('Strides and padding')")
+    assert page.evaluate("() => window.__sameDocument === true")
+    assert_math_rendered(page, at_least=4)
+    watch.assert_clean()
+
+
+def open_quiz(page, origin, instantly: bool = False):
+    """Open the quiz page directly, or from the home page through instant navigation."""
+    if instantly:
+        page.goto(f"{origin}/index.html", wait_until="networkidle")
+        page.evaluate("() => { window.__sameDocument = true; }")
+        page.click("nav.md-nav--primary a[href$='quiz.html']")
+        page.wait_for_url("**/quiz.html")
+    else:
+        page.goto(f"{origin}/quiz.html", wait_until="networkidle")
+    page.wait_for_function("() => document.querySelector('#quiz-results .quiz-results-total')?.textContent === '24'")
+
+
+def answer(quiz, q, correct: bool = True):
+    if q.kind == "choice":
+        idx = q.correct_index() if correct else next(i for i, c in enumerate(q.choices) if not c.correct)
+        quiz.locator(f"input[name='answer'][value='{idx}']").check()
+    else:
+        quiz.locator("input.quiz-blank-input").fill(str(q.answer if correct else q.answer + 1))
+        quiz.locator("button.quiz-button[type='submit']").click()
+
+
+@pytest.fixture(scope="module")
+def closed_questions():
+    return [q for q in load_bank(ROOT / "docs" / "data" / "quiz.yml").questions if q.checkable]
+
+
+def test_answering_every_question_correctly_marks_all_correct(tab, closed_questions):
+    page, watch, origin = tab
+    open_quiz(page, origin, instantly=True)
+    assert page.evaluate("() => window.__sameDocument === true")
+    quizzes = page.locator("article div.quiz")
+    assert quizzes.count() == len(closed_questions) == 24
+    for k, q in enumerate(closed_questions):
+        answer(quizzes.nth(k), q)
+    results = page.locator("#quiz-results")
+    assert results.locator(".quiz-results-correct").text_content() == "24"
+    assert results.locator(".quiz-results-score-value").text_content() == "100%"
+    for k in range(quizzes.count()):
+        quiz = quizzes.nth(k)
+        assert quiz.locator(".quiz-feedback .quiz-feedback-item.correct").count() == 1
+        assert quiz.locator(".quiz-feedback-item.incorrect").count() == 0
+        assert quiz.locator("section.content").is_visible()  # the explanation opens
+    screenshot(page, "quiz-all-correct")
+    watch.assert_clean()
+
+
+def test_a_wrong_answer_shows_feedback_and_the_explanation(tab, closed_questions):
+    page, watch, origin = tab
+    open_quiz(page, origin)
+    quizzes = page.locator("article div.quiz")
+    q02 = next(k for k, q in enumerate(closed_questions) if q.id == "q02")
+    answer(quizzes.nth(q02), closed_questions[q02], correct=False)
+    quiz = quizzes.nth(q02)
+    feedback = quiz.locator(".quiz-feedback")
+    assert feedback.is_visible()
+    assert feedback.locator(".quiz-feedback-item.incorrect").count() == 1
+    assert "bottom" in feedback.text_content()  # the chosen answer's own explanation of why it is wrong
+    assert quiz.locator("section.content").is_visible()
+    assert "Why." in quiz.locator("section.content").text_content()
+    q06 = next(k for k, q in enumerate(closed_questions) if q.id == "q06")
+    answer(quizzes.nth(q06), closed_questions[q06], correct=False)
+    assert quizzes.nth(q06).locator("input.quiz-blank-input.wrong").count() == 1
+    assert quizzes.nth(q06).locator(".quiz-feedback-item.incorrect").is_visible()
+    assert page.locator("#quiz-results .quiz-results-correct").text_content() == "0"
+    watch.assert_clean()
+
+
+def test_progress_survives_a_reload(tab, closed_questions):
+    page, watch, origin = tab
+    open_quiz(page, origin)
+    quizzes = page.locator("article div.quiz")
+    for k in range(3):
+        answer(quizzes.nth(k), closed_questions[k])
+    answer(quizzes.nth(3), closed_questions[3], correct=False)
+    page.reload(wait_until="networkidle")
+    page.wait_for_function("() => document.querySelector('#quiz-results .quiz-results-answered')?.textContent === '4'")
+    assert page.locator("#quiz-results .quiz-results-correct").text_content() == "3"
+    first = closed_questions[0]
+    restored = quizzes.nth(0).locator(f"input[name='answer'][value='{first.correct_index()}']")
+    assert restored.is_checked()
+    watch.assert_clean()
+
+
+def test_open_questions_reveal_a_model_answer_with_an_exercise_link(tab):
+    page, watch, origin = tab
+    open_quiz(page, origin)
+    card = page.locator("article .admonition.open-question").first
+    details = card.locator("details")
+    assert not details.locator("p").first.is_visible()
+    details.locator("summary").click()
+    assert details.locator("p").first.is_visible()
+    link = details.locator("a[href*='exercises/01_kernels.html#ex1_edge_kernels']")
+    assert link.count() == 1
+    link.click()
+    page.wait_for_url("**/exercises/01_kernels.html#ex1_edge_kernels")
+    page.locator("#ex1_edge_kernels").wait_for(state="visible")
+    assert "Edge kernels" in page.locator("#ex1_edge_kernels").text_content()
+    watch.assert_clean()
+
+
+def test_dark_mode_toggles_and_persists(tab):
+    page, watch, origin = tab
+    page.goto(f"{origin}/chapter/05-conv-as-matmul.html", wait_until="networkidle")
+    scheme = "() => document.body.getAttribute('data-md-color-scheme')"
+    assert page.evaluate(scheme) == "default"
+    page.click("form[data-md-component='palette'] label:visible")
+    page.wait_for_function(f"() => ({scheme})() === 'slate'")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)"
+    page.reload(wait_until="networkidle")
+    assert page.evaluate(scheme) == "slate"
+    assert_math_rendered(page, at_least=5)
+    screenshot(page, "conv-as-matmul-dark")
+    page.click("form[data-md-component='palette'] label:visible")
+    page.wait_for_function(f"() => ({scheme})() === 'default'")
+    watch.assert_clean()
+
+
+def test_playground_computes_feature_maps_and_receptive_fields(tab, mnist):
+    page, watch, origin = tab
+    page.goto(f"{origin}/index.html", wait_until="networkidle")
+    page.click("nav.md-nav--primary a[href$='playground.html']")  # instant navigation must start it too
+    page.wait_for_url("**/playground.html")
+    readout = page.locator("#pg-rf-text")
+    page.wait_for_function("() => document.querySelector('#pg-rf-text').dataset.rows === '7'")
+    assert "7×7 pixels" in readout.text_content()
+
+    # the corner activation of layer 2 sees only 4×4 real pixels (the rest is padding)
+    def click_cell(canvas: str, n: int, r: int, c: int):
+        loc = page.locator(canvas)
+        box = loc.bounding_box()
+        loc.click(position={"x": box["width"] * (c + 0.5) / n, "y": box["height"] * (r + 0.5) / n})
+
+    click_cell("#pg-rf-l2", 7, 0, 0)
+    assert readout.get_attribute("data-rows") == "4" and readout.get_attribute("data-cols") == "4"
+    click_cell("#pg-rf-l2", 7, 3, 3)
+    assert readout.get_attribute("data-rows") == "7" and readout.get_attribute("data-cols") == "7"
+    click_cell("#pg-rf-l1", 14, 6, 6)
+    assert readout.get_attribute("data-rows") == "3" and readout.get_attribute("data-cols") == "3"
+
+    # the feature map under the mouse equals a convolution computed here
+    three = mnist.x_train[figures.DIGIT_THREE] / 255
+    fmap = page.locator("#pg-fmap")
+    box = fmap.bounding_box()
+    r, c = 4, 7
+    fmap.hover(position={"x": box["width"] * (c + 0.5) / 26, "y": box["height"] * (r + 0.5) / 26})
+    text = page.locator("#pg-cell").text_content()
+    got = float(re.search(rf"feature map \({r}, {c}\) = (-?[\d.]+)", text).group(1))
+    want = figures.conv2d(three, figures.KERNELS["top"])[r, c]
+    assert got == pytest.approx(want, abs=1e-3)
+
+    # editing one weight changes the map
+    before = page.locator("#pg-range").text_content()
+    page.locator("#pg-kernel input").nth(4).fill("5")
+    page.wait_for_function(f"() => document.querySelector('#pg-range').textContent !== {before!r}")
+    page.click("button[data-kernel='identity']")
+    assert page.locator("#pg-kernel input").nth(4).input_value() == "1"
+    assert page.locator("#pg-range").text_content() == "values from 0.00 to 1.00"
+    assert np.isclose(three.max(), 1.0, atol=0.01)
+    watch.assert_clean()
+
+
+def test_the_file_build_works_without_a_server(chromium, served):
+    _, site = served
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    watch = Watch(page, ("file", None))
+    try:
+        page.goto((site / "index.html").as_uri(), wait_until="load")
+        assert page.locator("article h1").first.text_content().startswith("Deep Dive into Convolutions")
+        page.click("nav.md-nav--primary a[href$='04-strides-padding.html']")
+        page.wait_for_url("**/04-strides-padding.html")
+        assert_math_rendered(page, at_least=4)
+        images = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.naturalWidth)")
+        assert images and all(w > 0 for w in images)
+        page.click("input.md-search__input")
+        page.keyboard.type("padding")  # the search index loads through the file:// worker shim
+        page.locator(".md-search-result__item").first.wait_for(state="visible", timeout=15_000)
+        assert page.locator(".md-search-result__item").count() > 0
+        watch.assert_clean()
+    finally:
+        context.close()

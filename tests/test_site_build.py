@@ -1,0 +1,221 @@
+"""`mkdocs build --strict` of the course site, and what the built files may and may not contain."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from course.site import figures, runs
+from course.site.build import build_site
+from course.site.quiz import load_bank
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+#: URLs inside third-party scripts that never turn into requests on this site, and why.
+INERT_IN_THIRD_PARTY_JS = {
+    "api.github.com": "Material's repository facts, fetched only when mkdocs.yml sets repo_url (asserted unset)",
+    "unpkg.com": "Material's fallbacks: a ResizeObserver polyfill for old browsers, mermaid for diagram pages "
+    "(asserted: no page has a mermaid diagram)",
+    "cdn.jsdelivr.net": "MathJax's speech-rule-engine maps, loaded only by the accessibility explorer (off by default)",
+    "www.mathjax.org": "a link in MathJax's About dialog",
+    "www.w3.org": "XML namespace names",
+    "clipboardjs.com": "licence comment",
+    "www.apache.org": "licence comment",
+    "github.com": "licence and source comments",
+    "code.google.com": "lunr language packs: source comments",
+    "snowball.tartarus.org": "lunr stemmers: source comments",
+    "tartarus.org": "lunr stemmer: source comment",
+    "www.mozilla.org": "lunr language packs: licence comments",
+    "lunrjs.com": "lunr: source comment",
+    "bit.ly": "Material search worker: source comment",
+    "chasen.org": "lunr Japanese segmenter: licence comment",
+    "developer.mozilla.org": "lunr word-cut: source comment",
+    "docs.python.org": "lunr word-cut: source comment",
+    "en.wikipedia.org": "lunr word-cut: source comment",
+    "msdn.microsoft.com": "lunr word-cut: source comment",
+    "narwhaljs.org": "lunr word-cut: source comment",
+    "people.mozilla.org": "lunr word-cut: source comment",
+    "underscorejs.org": "lunr word-cut: source comment",
+    "wiki.commonjs.org": "lunr word-cut: source comment",
+    "wiki.ecmascript.org": "lunr word-cut: source comment",
+}
+OUR_JS = {p.name for p in (ROOT / "docs" / "assets" / "javascripts").glob("*.js")}
+#: An absolute or protocol-relative URL in script text (a protocol-relative one must start a string).
+URL = re.compile(r"""(?:https?:|["'`(])//([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)""")
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One strict build of the site as configured, with a session-wide figure cache."""
+    site = tmp_path_factory.mktemp("site-build") / "site"
+    cache = tmp_path_factory.getbasetemp() / "site-figures"
+    return build_site(site, env={"COURSE_SITE_CACHE": str(cache)})
+
+
+def nav_pages() -> list[str]:
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+    pages = []
+
+    def walk(items):
+        for item in items:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            if isinstance(value, list):
+                walk(value)
+            else:
+                pages.append(value)
+
+    walk(config["nav"])
+    return pages
+
+
+class _Refs(HTMLParser):
+    """Every URL an HTML page would load or link to, with the tag it came from."""
+
+    ATTRS = {"src", "href", "srcset", "action", "poster", "data", "formaction"}
+
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name in self.ATTRS:
+                for part in value.split(",") if name == "srcset" else [value]:
+                    self.refs.append((tag, part.strip().split(" ")[0]))
+            elif name == "style":
+                self.refs += [(tag, u) for u in re.findall(r"url\(([^)]*)\)", value)]
+            elif name == "content" and ("url=" in value.lower()):
+                self.refs.append((tag, value.lower().split("url=", 1)[1]))
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.refs += [("style", u) for u in re.findall(r"url\(([^)]*)\)|@import\s+['\"]([^'\"]+)", data)]
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+
+def outside(url) -> bool:
+    url = url if isinstance(url, str) else next(u for u in url if u)
+    url = url.strip("'\" ")
+    if url.startswith(("data:", "#", "mailto:", "javascript:")) or not url:
+        return False
+    host = urlparse(url).hostname
+    return host is not None and host not in LOCAL_HOSTS
+
+
+def test_build_is_strict_and_quick(built):
+    assert "WARNING" not in built.log
+    assert built.seconds < 60, f"mkdocs build took {built.seconds:.1f} s"
+    assert "figures:" in built.log and "course site built" in built.log
+
+
+def test_every_nav_page_is_built(built):
+    pages = nav_pages()
+    assert len(pages) == 26
+    for page in pages:
+        html = built.site_dir / page.replace(".md", ".html")
+        assert html.is_file(), page
+        assert "<h1" in html.read_text(), page
+
+
+def test_markers_are_all_replaced(built):
+    marker = re.compile(r"<!--\s*(figure|results-table|epochs-table|research-table|quiz-bank|exercise|cli-status)")
+    for html in built.site_dir.rglob("*.html"):
+        assert not marker.search(html.read_text()), html
+
+
+def test_html_and_css_reference_no_outside_host(built):
+    for html in built.site_dir.rglob("*.html"):
+        parser = _Refs()
+        parser.feed(html.read_text())
+        bad = [(tag, url) for tag, url in parser.refs if outside(url)]
+        assert not bad, f"{html.relative_to(built.site_dir)}: {bad}"
+        assert "fonts.googleapis" not in html.read_text()
+    for css in built.site_dir.rglob("*.css"):
+        text = css.read_text()
+        refs = re.findall(r"url\(([^)]*)\)", text) + re.findall(r"@import\s+(?:url\()?['\"]?([^'\")\s;]+)", text)
+        assert not [u for u in refs if outside(u)], css
+
+
+def test_scripts_reference_no_outside_host(built):
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+    assert "repo_url" not in config  # keeps Material's GitHub API calls dead
+    for html in built.site_dir.rglob("*.html"):
+        assert "mermaid" not in html.read_text()  # keeps Material's mermaid loader dead
+    for js in built.site_dir.rglob("*.js"):
+        hosts = set(URL.findall(js.read_text(errors="replace"))) - LOCAL_HOSTS
+        if js.name in OUR_JS:
+            assert not hosts, f"{js.name} names {hosts}"
+        else:
+            unexplained = hosts - set(INERT_IN_THIRD_PARTY_JS)
+            assert not unexplained, f"{js.relative_to(built.site_dir)} names {unexplained}"
+
+
+def test_mathjax_and_the_file_shim_are_vendored(built):
+    site = built.site_dir
+    assert (site / "assets/vendor/mathjax/tex-chtml.js").stat().st_size > 500_000
+    assert list((site / "assets/vendor/mathjax/output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert (site / "assets/vendor/iframe-worker/shim.js").is_file()
+    index = (site / "index.html").read_text()
+    assert 'src="assets/vendor/iframe-worker/shim.js"' in index
+    assert 'src="assets/vendor/mathjax/tex-chtml.js"' in index
+    assert 'href="chapter/index.html"' in index  # file:// needs .html links, not directory URLs
+
+
+def test_figures_are_built_and_used(built):
+    site = built.site_dir
+    used = set()
+    for html in site.rglob("*.html"):
+        used |= set(re.findall(r'src="(?:\.\./)*figures/([\w-]+)\.(?:svg|png)"', html.read_text()))
+    drawable = {n for n, s in figures.FIGURES.items() if not any(x.startswith("ref:") for x in s.needs)}
+    assert drawable <= used, drawable - used
+    for name in used:
+        spec = figures.FIGURES[name]
+        assert (site / spec.src_uri).stat().st_size > 5_000
+    every = set()
+    for md in (ROOT / "docs").rglob("*.md"):
+        every |= set(re.findall(r"<!-- figure: ([\w-]+) -->", md.read_text()))
+    assert every == set(figures.FIGURES)
+
+
+def test_missing_run_figures_name_the_command(built):
+    reference = runs.reference_dir(ROOT) / "stats" / "r2_constant_bs64.npz"
+    page = (built.site_dir / "chapter" / "09-baseline.html").read_text()
+    if reference.is_file():
+        assert 'src="../figures/stats_baseline_first.svg"' in page
+    else:
+        assert page.count("figure-missing") == 2
+        assert "course reference train" in page and "stats/r2_constant_bs64.npz" in page
+        assert "not yet trained" in (built.site_dir / "chapter" / "index.html").read_text()
+
+
+def test_quiz_page_holds_all_forty_questions(built):
+    bank = load_bank(ROOT / "docs" / "data" / "quiz.yml")
+    page = (built.site_dir / "quiz.html").read_text()
+    closed = [q for q in bank.questions if q.checkable]
+    assert len(re.findall(r'<div class="quiz[" ]', page)) == len(closed)
+    assert page.count('class="admonition question open-question"') == 40 - len(closed)
+    numbers = [int(n) for n in re.findall(r"<strong>Q(\d+)\.</strong>|Q(\d+) · open question", page) for n in n if n]
+    assert numbers == list(range(1, 41))
+    assert len(re.findall(r'<input[^>]*data-correct="true"', page)) == sum(q.kind == "choice" for q in bank.questions)
+
+
+def test_exercise_pages_have_every_task_anchor(built):
+    from course.site.exercises import EXERCISES
+
+    for ex in EXERCISES.values():
+        page = (built.site_dir / ex.page.replace(".md", ".html")).read_text()
+        for task_id, _, _ in ex.tasks:
+            assert f'id="{task_id}"' in page, (ex.page, task_id)

@@ -1,0 +1,256 @@
+"""The site's build-time parts without a full build: figures, artifacts, cache, markers, exercise pages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course.site import exercises, figures, hooks, runs
+from course.site.cache import FigureCache
+
+ROOT = Path(__file__).resolve().parents[1]
+STATS_FIGURES = {n for n, s in figures.FIGURES.items() if any(x.startswith("ref:") for x in s.needs)}
+
+
+def write_reference(root: Path, n_batches: int = 12, n_layers: int = 5, broken: bool = False) -> Path:
+    """A tiny reference folder in the layout `course reference train` writes (stats/, traces.npz, manifest)."""
+    rng = np.random.default_rng(0)
+    (root / "stats").mkdir(parents=True)
+    for run in ("r2_constant_bs64", "r3_constant_bs512", "r4_one_cycle", "r5_batchnorm"):
+        layers = 2 * n_layers if run == "r5_batchnorm" else n_layers
+        hist = rng.integers(0, 500, size=(layers, 40, n_batches)).astype(np.float32)
+        if broken:
+            hist = hist[:, :30]
+        np.savez_compressed(
+            root / "stats" / f"{run}.npz",
+            mean=rng.normal(size=(layers, n_batches)).astype(np.float32),
+            std=rng.random((layers, n_batches)).astype(np.float32),
+            near_zero=rng.random((layers, n_batches)).astype(np.float32),
+            hist=hist,
+        )
+    lrs, moms = runs.one_cycle_schedule(117, 0.06)
+    np.savez_compressed(root / "traces.npz", **{"r4_one_cycle.lr": np.array(lrs), "r4_one_cycle.mom": np.array(moms)})
+    table = [{"epoch": 0, "train_loss": 0.2, "valid_loss": 0.1, "accuracy": 0.9751, "seconds": 3.0}]
+    manifest = {
+        "schema": 1,
+        "seed": 42,
+        "environment": {"device": "cuda", "device_name": "Test GPU"},
+        "runs": {
+            "r4_one_cycle": {"title": "+ 1cycle", "epochs_table": table, "final_accuracy": 0.9751},
+            "fr_groupnorm": {"title": "further research: GroupNorm", "epochs_table": table},
+        },
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture()
+def reference(tmp_path, monkeypatch):
+    root = write_reference(tmp_path / "reference")
+    monkeypatch.setenv(runs.ENV_REFERENCE, str(root))
+    return root
+
+
+def test_numpy_conv_matches_pytorch():
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    img, k = rng.normal(size=(11, 9)), rng.normal(size=(3, 3))
+    for stride, padding in ((1, 0), (1, 1), (2, 1), (2, 0), (3, 2)):
+        want = F.conv2d(torch.tensor(img)[None, None], torch.tensor(k)[None, None], stride=stride, padding=padding)
+        np.testing.assert_allclose(figures.conv2d(img, k, stride, padding), want[0, 0].numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_three_is_the_chapters_three(mnist):
+    """MNIST training image 12 gives the chapter's hand-computed responses 0, 762 and -29."""
+    three = mnist.x_train[figures.DIGIT_THREE].astype(int)
+    top = figures.KERNELS["top"]
+    assert [int((three[r : r + 3, c : c + 3] * top).sum()) for r, c in ((0, 0), (4, 6), (7, 17))] == [0, 762, -29]
+
+
+def test_one_cycle_schedule_equals_fastais():
+    from fastai.callback.schedule import combined_cos
+
+    lrs, moms = runs.one_cycle_schedule(117, 0.06)
+    f_lr, f_mom = combined_cos(0.25, 0.06 / 25, 0.06, 0.06 / 1e5), combined_cos(0.25, 0.95, 0.85, 0.95)
+    # fastai computes the phase position in float32, hence the tolerance
+    np.testing.assert_allclose(lrs, [float(f_lr(i / 117)) for i in range(117)], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(moms, [float(f_mom(i / 117)) for i in range(117)], rtol=1e-6, atol=1e-9)
+    assert lrs[0] == pytest.approx(0.0024) and max(lrs) == pytest.approx(0.06, rel=1e-3)
+
+
+def test_layer_stats_and_color_dim_draw_the_artifact(reference):
+    stats = runs.load_activation_stats(reference / "stats" / "r2_constant_bs64.npz")
+    fig = runs.plot_layer_stats(stats, -2, "R2")
+    assert [ax.get_title() for ax in fig.axes] == ["mean", "std", "% near zero"]
+    for ax, values in zip(fig.axes, (stats.mean[-2], stats.std[-2], stats.near_zero[-2]), strict=True):
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), values)
+    fig = runs.color_dim(stats, 0)
+    (image,) = fig.axes[0].get_images()
+    np.testing.assert_allclose(image.get_array(), np.log1p(stats.hist[0]))
+    assert image.origin == "lower" and not fig.axes[0].axison
+
+
+def test_malformed_artifact_names_the_file(tmp_path):
+    root = write_reference(tmp_path / "bad", broken=True)
+    with pytest.raises(runs.ArtifactError, match=r"r2_constant_bs64\.npz: 'hist' has shape"):
+        runs.load_activation_stats(root / "stats" / "r2_constant_bs64.npz")
+    (root / "manifest.json").write_text(json.dumps({"runs": {"r1_sample": {"epochs_table": [{"accuracy": 99}]}}}))
+    with pytest.raises(runs.ArtifactError, match="not in"):
+        runs.load_manifest(root / "manifest.json")
+
+
+def test_render_all_draws_run_figures_only_when_artifacts_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.ENV_REFERENCE, str(tmp_path / "nothing-here"))
+    specs = {n: figures.FIGURES[n] for n in ("padding_stride", *sorted(STATS_FIGURES))}
+    cache = FigureCache(tmp_path / "cache", figures.code_digest())
+    out = figures.render_all(figures.Sources(tmp_path, reference_available=True), cache, specs)
+    assert isinstance(out["padding_stride"], figures.Rendered)
+    for name in STATS_FIGURES:
+        assert isinstance(out[name], figures.Missing)
+        assert "`course reference train` writes it" in out[name].reasons[0]
+    later = figures.render_all(figures.Sources(tmp_path, reference_available=False), cache, specs)
+    assert "coming with the grader release" in later[sorted(STATS_FIGURES)[0]].reasons[0]
+
+    write_reference(tmp_path / "nothing-here")
+    out = figures.render_all(figures.Sources(tmp_path), cache, specs)
+    assert all(isinstance(r, figures.Rendered) for r in out.values())
+    assert out["color_dim_batchnorm"].path.read_bytes().startswith(b"<?xml")
+
+
+def test_cache_reuses_figures_and_redraws_what_changed(tmp_path, reference):
+    specs = {n: figures.FIGURES[n] for n in ("stats_one_cycle_penultimate", "color_dim_batchnorm", "conv_matmul")}
+    first = FigureCache(tmp_path / "cache", figures.code_digest())
+    figures.render_all(figures.Sources(tmp_path), first, specs)
+    assert (first.hits, first.misses) == (0, 3)
+    again = FigureCache(tmp_path / "cache", figures.code_digest())
+    figures.render_all(figures.Sources(tmp_path), again, specs)
+    assert (again.hits, again.misses) == (3, 0)
+    write_reference(tmp_path / "other", n_batches=20)
+    (reference / "stats" / "r4_one_cycle.npz").write_bytes((tmp_path / "other/stats/r4_one_cycle.npz").read_bytes())
+    third = FigureCache(tmp_path / "cache", figures.code_digest())
+    figures.render_all(figures.Sources(tmp_path), third, specs)
+    assert (third.hits, third.misses) == (2, 1)
+    assert len(list((tmp_path / "cache").glob("stats_one_cycle_penultimate-*"))) == 1  # the old version is pruned
+
+
+def test_results_tables_show_book_and_ours(reference):
+    manifest = runs.load_manifest(reference / "manifest.json")
+    table = runs.results_table(manifest)
+    assert "| R4 |" in table and "97.43% | 97.51% |" in table
+    assert "| R5 |" in table and "98.64% | not yet trained |" in table
+    assert "Test GPU (cuda)" in table
+    empty = runs.results_table(None, command_available=False)
+    assert empty.count("| not yet trained |") == 6 and "coming with the grader release" in empty
+    assert "rebuild the site" in runs.results_table(None, command_available=True)
+    assert "| `fr_groupnorm` |" in runs.research_table(manifest)
+    assert "99.12% | not yet trained |" in runs.epochs_table(manifest)
+
+
+def make_state(tmp_path, reference=None) -> hooks.State:
+    state = hooks.State(repo_root=tmp_path, docs_dir=ROOT / "docs", commands={"check", "release"})
+    specs = {n: figures.FIGURES[n] for n in ("kernel_one_location", "color_dim_one_cycle")}
+    cache = FigureCache(tmp_path / "cache", figures.code_digest())
+    state.figures = figures.render_all(figures.Sources(tmp_path), cache, specs)
+    return state
+
+
+def test_markers_become_figures_notes_and_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.ENV_REFERENCE, str(tmp_path / "none"))
+    state = make_state(tmp_path)
+    page = "<!-- figure: kernel_one_location -->\n\n<!-- figure: color_dim_one_cycle -->\n\n<!-- results-table -->\n"
+    md = hooks.fill_markers(page, "chapter/01-features.md", state)
+    assert '<img src="../figures/kernel_one_location.svg"' in md
+    assert '!!! note figure-missing "Figure not drawn yet"' in md
+    assert "stats/r4_one_cycle.npz" in md and "`course reference train` (coming with the grader release)" in md
+    assert "| R6 |" in md and "not yet trained" in md
+    assert "`course grade`" in hooks.fill_markers("<!-- coming-soon -->", "instructor.md", state)
+    status = hooks.fill_markers("<!-- cli-status -->", "instructor.md", state)
+    assert "| `course check` | run an exercise notebook's visible tests and report points | available |" in status
+    assert (
+        "| `course grade` | grade submitted notebooks with the hidden graders | coming with the grader release |"
+        in status
+    )
+    assert "`course check 01_kernels` runs" in hooks.fill_markers("<!-- course-check: ex1 -->", "x.md", state)
+
+
+def test_missing_node_modules_says_to_run_npm_ci(tmp_path):
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match="mathjax is missing .* run `npm ci`"):
+        hooks.vendored_files(tmp_path / "node_modules")
+    files = dict((dest, src) for src, dest in hooks.vendored_files(ROOT / "node_modules"))
+    assert "assets/vendor/mathjax/tex-chtml.js" in files and "assets/vendor/iframe-worker/shim.js" in files
+    assert any(d.startswith("assets/vendor/mathjax/output/chtml/fonts/woff-v2/") for d in files)
+
+
+def test_unknown_markers_stop_the_build(tmp_path):
+    from mkdocs.exceptions import PluginError
+
+    state = make_state(tmp_path)
+    with pytest.raises(PluginError, match="unknown marker"):
+        hooks.fill_markers("<!-- fgure: x -->", "a.md", state)
+    with pytest.raises(PluginError, match="no figure named 'nope'"):
+        hooks.fill_markers("<!-- figure: nope -->", "a.md", state)
+
+
+def nb_cell(kind, source, nbgrader=None):
+    cell = {"cell_type": kind, "metadata": {}, "source": source}
+    if nbgrader:
+        cell["metadata"]["nbgrader"] = {"schema_version": 3, **nbgrader}
+    return cell
+
+
+def write_notebook(path: Path, points=(1, 2), heading_points=(1, 3)) -> Path:
+    ex = exercises.EXERCISES["ex2"]
+    cells = [nb_cell("markdown", "# Exercise 2 — Strides (ex2)\n")]
+    for k, (task_id, title, _) in enumerate(ex.tasks, start=1):
+        p = points[k - 1] if k <= len(points) else 1
+        hp = heading_points[k - 1] if k <= len(heading_points) else 1
+        cells += [
+            nb_cell("markdown", f"## Exercise 2.{k} — {title} ({hp} point{'s' if hp != 1 else ''})\n\nText."),
+            nb_cell("code", "def f(): ...", {"grade": False, "solution": True, "locked": False, "grade_id": task_id}),
+            nb_cell(
+                "code",
+                "# checks",
+                {"grade": True, "solution": False, "locked": True, "points": p, "grade_id": f"{task_id}_test"},
+            ),
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_notebook_info_reads_points_and_reports_mismatches(tmp_path):
+    ex = exercises.EXERCISES["ex2"]
+    info = exercises.read_notebook_info(write_notebook(tmp_path / "nb.ipynb"), ex)
+    assert [t.task_id for t in info.tasks] == [t[0] for t in ex.tasks]
+    assert [t.points for t in info.tasks] == [1, 3, 1, 1, 1]
+    assert [t.test_points for t in info.tasks] == [1, 2, 1, 1, 1]
+    assert info.problems == ("nb.ipynb: 'Exercise 2.2' says 3 points, its test cells give 2",)
+    md = exercises.render_exercise(ex, info, "solutions/02_strides_padding/02_strides_padding.ipynb")
+    assert "| 2.2 | [Zero padding](#ex2_zero_pad) | `ex2_zero_pad` | 3 | 1 |" in md
+    assert "**total** | | **7**" in md
+    assert "### 2.5 Receptive fields (1 point) {#ex2_receptive_field}" in md
+
+
+def test_exercise_page_without_notebook_keeps_every_anchor():
+    md = exercises.render_exercise(exercises.EXERCISES["ex6"], None, "solutions/06_batchnorm/06_batchnorm.ipynb")
+    assert "Notebook not in this checkout yet" in md
+    for task_id, _, _ in exercises.EXERCISES["ex6"].tasks:
+        assert f"{{#{task_id}}}" in md
+
+
+PRESENT = [ex for ex in exercises.EXERCISES.values() if exercises.find_notebook(ROOT, ex)]
+
+
+@pytest.mark.parametrize("ex", PRESENT, ids=lambda e: e.id)
+def test_committed_notebooks_agree_with_their_headings(ex):
+    """The points in each notebook's headings equal its test cells' points (what the exercise pages show)."""
+    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
+    assert info.problems == ()
+    assert info.total > 0
