@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -169,6 +170,22 @@ def cmd_reference_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_grade(args) -> int:
+    """Grade submissions with the hidden graders; results.json per submission and a class grades.csv."""
+    from course.grading.grade import grade_all
+
+    results = grade_all(
+        args.submissions, args.out, jobs=args.jobs, root=args.root, force=args.force, progress=not args.quiet
+    )
+    for r in sorted(results, key=lambda r: (r["extra"]["student"], r["extra"]["notebook"])):
+        print(f"  {r['extra']['student']:<20} {r['extra']['notebook']:<22} {r['score']:>5g} / {r['max_score']:g}")
+    weaker = sorted({r["extra"]["isolation"] for r in results} - {"bwrap"})
+    if weaker:
+        print(f"note: some submissions ran with weaker isolation ({', '.join(weaker)}); install bubblewrap")
+    print(f"wrote {len(results)} results.json and {Path(args.out) / 'grades.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
     p.add_argument("--version", action="version", version=f"course {__version__}")
@@ -219,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     rver = rsub.add_parser("verify", help="check the artifacts against their manifest (hashes, loadability)")
     rver.add_argument("--dir", default="graders/reference", help="artifact folder (default: graders/reference)")
     rver.set_defaults(func=cmd_reference_verify)
+
+    grade = sub.add_parser("grade", help="grade submissions with the hidden graders (sandboxed, in parallel)")
+    grade.add_argument("submissions", nargs="+", help="notebooks, folders of them, or nbgrader's submitted/ folder")
+    grade.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel graders")
+    grade.add_argument("--out", default="graded", help="output folder for results.json files and grades.csv")
+    grade.add_argument("--force", action="store_true", help="regrade even when an up-to-date result exists")
+    grade.add_argument("--root", default=".", help="course root holding graders/ and solutions/ (default: .)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=60.0,
+        help="seconds one answer cell or one check's call may run (default 60)",
+    )
+    grade.set_defaults(func=cmd_grade)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Hidden graders of the course (never shipped to students)."""
