@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     """Read a notebook as nbformat v4; raise ValueError naming the file when it is not valid notebook JSON."""
     try:
-        return nbformat.read(os.fspath(path), as_version=4)
+        with warnings.catch_warnings():  # repaired ids or an old minor version are not errors for a reader
+            warnings.simplefilter("ignore")
+            return nbformat.read(os.fspath(path), as_version=4)
     except Exception as exc:  # nbformat raises JSON, validation and reader errors of several types
         raise ValueError(f"{path} is not a readable Jupyter notebook ({type(exc).__name__}: {exc})") from exc
 

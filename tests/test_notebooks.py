@@ -89,3 +89,14 @@ def test_unanswered_release_fails_every_visible_test(ex, nb_name, tmp_path):
     assert res.returncode == 1, res.stdout[-4000:]  # failures, not an internal error
     assert "INTERNALERROR" not in res.stdout + res.stderr
     assert rows and all(r["status"] != "ok" and r["score"] == 0 for r in rows), [r for r in rows if r["score"]]
+
+
+def test_readme_points_table_matches_the_notebooks():
+    from course.grading.submission import load_submission
+
+    readme = (ROOT / "README.md").read_text()
+    for ex, nb_name in EXERCISES.items():
+        sub = load_submission(source(nb_name), ROOT)
+        tasks = ", ".join(f"`{t.grade_id}`: {t.points:g}" for t in sub.tasks)
+        row = f"| {ex} | `{nb_name}` | {tasks} | {sum(t.points for t in sub.tasks):g} |"
+        assert row in readme, f"README's points row for {ex} is out of date; expected:\n{row}"

@@ -77,11 +77,20 @@ def discover(paths: list[str | os.PathLike]) -> list[Job]:
 
 
 def fingerprint(root: Path, exercise: str) -> str:
-    """Hash of everything that decides a grade: grader code, the source notebook and the reference manifest."""
-    h = hashlib.sha256()
-    files = sorted((root / "graders").glob("*.py")) + [root / "graders" / "reference" / "manifest.json"]
+    """Hash of everything that decides this exercise's grades: its grader file, the shared harness, the source
+    notebook and the reference manifest."""
     nb = EXERCISES[exercise]
-    files.append(root / "solutions" / nb / f"{nb}.ipynb")
+    g = root / "graders"
+    files = [
+        g / "__init__.py",
+        g / "conftest.py",
+        g / "checks.py",
+        g / "strategies.py",
+        g / f"test_{nb}.py",
+        g / "reference" / "manifest.json",
+        root / "solutions" / nb / f"{nb}.ipynb",
+    ]
+    h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes() if f.is_file() else b"<missing>")
