@@ -47,3 +47,14 @@ def conv_case(draw, max_hw: int = 12, max_channels: int = 4, max_batch: int = 3)
         "bias": draw(st.booleans()),
         "seed": draw(st.integers(0, 10_000)),
     }
+
+
+def settings_for_slow_graders(max_examples: int = 5):
+    """``settings_for_graders`` without shrinking, for checks whose every example trains or builds models.
+
+    A failing example is reported as generated instead of being re-run dozens of times to find a smaller one,
+    so a wrong submission costs about as much grading time as a right one.
+    """
+    from hypothesis import Phase, settings
+
+    return settings(settings_for_graders(max_examples), phases=[Phase.explicit, Phase.generate])

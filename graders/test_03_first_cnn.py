@@ -1,0 +1,513 @@
+"""Hidden checks for ex3 (03_first_cnn): Flatten, the conv block and simple_cnn, parameter and multiplication
+counts, and the training setup (the student's simple_cnn trained at the chapter's budget)."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from course.grading import Ref
+
+from .checks import assert_close, fail
+from .strategies import rand, settings_for_graders
+
+pytestmark = pytest.mark.ex3
+
+REFERENCE = Path(__file__).resolve().parent / "reference"
+CHANNELS = (1, 4, 8, 16, 32, 2)
+#: the trained model may fall this far (absolute accuracy) below the reference run at the same budget
+TRAIN_TOLERANCE = 0.01
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """MNIST_SAMPLE as uint8 tensors: training images/labels and validation images/labels (labels stay here)."""
+    from course.data import load_mnist_sample
+
+    data = load_mnist_sample()
+    return (*data.tensors("train"), *data.tensors("valid"))
+
+
+def _oracle_cnn(state_dict: dict | None = None) -> nn.Sequential:
+    """simple_cnn built from torch.nn alone (same state_dict keys): the oracle for the student's network."""
+    blocks = []
+    for i, (ni, nf) in enumerate(zip(CHANNELS[:-1], CHANNELS[1:], strict=True)):
+        layers = [nn.Conv2d(ni, nf, 3, stride=2, padding=1)] + ([nn.ReLU()] if i < 4 else [])
+        blocks.append(nn.Sequential(*layers))
+    model = nn.Sequential(*blocks, nn.Flatten())
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def _reference_run(manifest: dict) -> dict:
+    """The manifest entry of the chapter's MNIST_SAMPLE run (r1_sample) and its weights file must both exist."""
+    run = manifest.get("runs", {}).get("r1_sample")
+    if run is None or not (REFERENCE / "weights" / "r1_sample.pt").is_file():
+        pytest.fail("graders/reference has no r1_sample run: run `course reference train`")
+    return run
+
+
+def _load_state(worker, ref: str, state_dict: dict, what: str) -> None:
+    plain = {str(k): v.detach().clone() for k, v in state_dict.items()}  # a plain dict of tensors for the wire
+    worker.probe(
+        {"op": "call", "target": f"{ref}.load_state_dict", "args": [plain], "discard": True},
+        f"{what}: load_state_dict with the keys {sorted(state_dict)[:4]}...",
+    )
+
+
+# --- ex3_flatten --------------------------------------------------------------------------------------------------
+
+
+def _flatten(worker, x: torch.Tensor):
+    worker.store("flat", "Flatten", what="Flatten()")
+    return worker.call("$flat", x, what=f"Flatten()(x) for x of shape {tuple(x.shape)}")
+
+
+@pytest.mark.task("ex3_flatten")
+def test_flatten_small_hand_cases(worker):
+    x = torch.arange(24.0).view(2, 3, 4)
+    assert_close(
+        _flatten(worker, x),
+        torch.arange(24.0).view(2, 12),
+        "Flatten of a (2, 3, 4) ramp",
+        rtol=0,
+        atol=0,
+        oracle="hand computation: row n holds image n's 12 values in order",
+    )
+    for shape, want in [((1, 2, 1, 1), (1, 2)), ((1, 5), (1, 5)), ((3,), (3, 1)), ((1,), (1, 1))]:
+        got = _flatten(worker, torch.ones(shape))
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != want:
+            fail(
+                f"Flatten of a {shape} tensor should have shape {want} (the batch axis stays), got "
+                + (str(tuple(got.shape)) if isinstance(got, torch.Tensor) else type(got).__name__)
+            )
+
+
+@pytest.mark.task("ex3_flatten")
+@settings_for_graders(20)
+@given(n=st.integers(1, 5), rest=st.lists(st.integers(1, 4), max_size=4), seed=st.integers(0, 9999))
+def test_flatten_equals_reshape(worker, n, rest, seed):
+    x = rand(n, *rest, seed=seed)
+    assert_close(
+        _flatten(worker, x),
+        x.reshape(n, -1),
+        f"Flatten of a {tuple(x.shape)} tensor",
+        rtol=0,
+        atol=0,
+        oracle="x.reshape(N, -1) (fastai's Flatten)",
+    )
+
+
+@pytest.mark.task("ex3_flatten")
+def test_flatten_is_a_parameter_free_module_in_a_network(worker):
+    info = worker.helper("describe", worker.store("flat", "Flatten", what="Flatten()"), what="describing Flatten()")
+    if "Module" not in info.get("mro", []):
+        fail(f"Flatten() should be an nn.Module, got a {info.get('type')}")
+    if info.get("n_parameters") != 0:
+        fail(f"Flatten() should have no parameters, found {info.get('n_parameters')}")
+    x = rand(3, 2, 4, 4, seed=3)
+    res = worker.helper(
+        "forward_backward",
+        Ref("$flat"),
+        [x],
+        grad_output=torch.arange(96.0).view(3, 32),
+        what="backward through Flatten",
+    )
+    grads = res.get("input_grads") if isinstance(res, dict) else None
+    if not grads or not isinstance(grads[0], torch.Tensor):
+        fail("Flatten: no gradient reached its input; reshape the tensor instead of copying its values")
+    assert_close(
+        grads[0],
+        torch.arange(96.0).view(3, 2, 4, 4),
+        "the gradient of Flatten with respect to its (3, 2, 4, 4) input",
+        rtol=0,
+        atol=0,
+        oracle="autograd through x.reshape(N, -1)",
+    )
+    # as the last layer of a small network (the model an optimizer sees)
+    model = worker.probe(
+        {
+            "op": "helper",
+            "name": "sequential",
+            "store": "net",
+            "args": [[["Conv2d", 1, 2, 3, {"stride": 2}], [Ref("Flatten")]]],
+            "kwargs": {"seed": 0},
+        },
+        "nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), Flatten())",
+    )
+    torch.manual_seed(0)
+    oracle = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Flatten())
+    xb = rand(4, 1, 7, 7, seed=4)
+    assert_close(
+        worker.helper("predict", model, xb, what="nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), Flatten())"),
+        oracle.eval()(xb).detach(),
+        "nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), Flatten()) on a (4, 1, 7, 7) batch",
+        rtol=1e-5,
+        atol=1e-6,
+        oracle="the same network with nn.Flatten",
+    )
+
+
+# --- ex3_simple_cnn -----------------------------------------------------------------------------------------------
+
+
+def _block_problem(info: dict, ni: int, nf: int, ks: int, act: bool) -> str | None:
+    """What is wrong with the describe() of conv(ni, nf, ks, act), or None."""
+    if "Sequential" not in info.get("mro", []):
+        return f"it should return an nn.Sequential, got a {info.get('type')}"
+    kids = [child for _, child in info.get("children", [])]
+    want = ["Conv2d", "ReLU"] if act else ["Conv2d"]
+    if [k.get("type") for k in kids] != want:
+        return f"it should hold {' then '.join(want)}, found {[k.get('type') for k in kids]}"
+    attrs, params = kids[0].get("attrs", {}), kids[0].get("parameters", {})
+    expected = {
+        "in_channels": ni,
+        "out_channels": nf,
+        "kernel_size": (ks, ks),
+        "stride": (2, 2),
+        "padding": (ks // 2, ks // 2),
+    }
+    for key, value in expected.items():
+        if attrs.get(key) != value:
+            return f"its Conv2d should have {key}={value}, got {attrs.get(key)!r}"
+    if params.get("bias") != [nf]:
+        return "its Conv2d should keep its bias (bias=True)"
+    return None
+
+
+@pytest.mark.task("ex3_simple_cnn")
+@settings_for_graders(20)
+@given(
+    ni=st.integers(1, 16),
+    nf=st.integers(1, 16),
+    ks=st.sampled_from([None, 1, 3, 5, 7]),
+    act=st.sampled_from([None, True, False]),
+)
+def test_conv_block_structure(worker, ni, nf, ks, act):
+    kwargs = {k: v for k, v in (("ks", ks), ("act", act)) if v is not None}
+    what = "conv(" + ", ".join([str(ni), str(nf)] + [f"{k}={v}" for k, v in kwargs.items()]) + ")"
+    info = worker.helper("describe", worker.store("block", "conv", ni, nf, what=what, **kwargs), what=what)
+    problem = _block_problem(info, ni, nf, 3 if ks is None else ks, True if act is None else act)
+    if problem:
+        fail(f"{what}: {problem}")
+
+
+@pytest.mark.task("ex3_simple_cnn")
+def test_conv_block_small_hand_case(worker):
+    x = torch.arange(16.0).view(1, 1, 4, 4)  # 4x4 ramp: x[r, c] = 4r + c
+    state = {"0.weight": torch.ones(1, 1, 3, 3), "0.bias": torch.tensor([-20.0])}
+    # stride 2, padding 1: 3x3 windows centred at (0, 0), (0, 2), (2, 0), (2, 2) hold 10, 24, 51, 90; minus 20
+    for act, want in [(True, [[0.0, 4.0], [31.0, 70.0]]), (False, [[-10.0, 4.0], [31.0, 70.0]])]:
+        what = f"conv(1, 1, act={act}) with weight all ones and bias -20 on a 4x4 ramp"
+        block = worker.store("block", "conv", 1, 1, act=act, what=f"conv(1, 1, act={act})")
+        _load_state(worker, block.path, state, what)
+        assert_close(
+            worker.call(block.path, x, what=what),
+            torch.tensor([[want]]),
+            what,
+            rtol=0,
+            atol=1e-4,
+            oracle="hand computation (stride 2, padding 1" + (", ReLU)" if act else ", no ReLU)"),
+        )
+
+
+@pytest.mark.task("ex3_simple_cnn")
+def test_simple_cnn_structure(worker):
+    info = worker.helper("describe", worker.store("cnn", "simple_cnn", what="simple_cnn()"), what="simple_cnn()")
+    kids = [child for _, child in info.get("children", [])]
+    if "Sequential" not in info.get("mro", []) or len(kids) != 6:
+        fail(
+            f"simple_cnn() should be an nn.Sequential of five conv blocks and a Flatten, got a {info.get('type')} "
+            f"with {len(kids)} children"
+        )
+    for i, (ni, nf) in enumerate(zip(CHANNELS[:-1], CHANNELS[1:], strict=True)):
+        problem = _block_problem(kids[i], ni, nf, 3, i < 4)
+        if problem:
+            fail(f"simple_cnn() block {i} should be conv({ni}, {nf}{'' if i < 4 else ', act=False'}), but {problem}")
+    if kids[5].get("type") != "Flatten" or kids[5].get("n_parameters") != 0:
+        fail(f"simple_cnn()'s last layer should be your Flatten, got a {kids[5].get('type')}")
+    if info.get("n_parameters") != 6722:
+        fail(f"simple_cnn() should have 6,722 parameters, got {info.get('n_parameters')}")
+
+
+@pytest.mark.task("ex3_simple_cnn")
+@settings_for_graders(8)
+@given(n=st.integers(2, 6), size=st.sampled_from([28, 28, 32, 17]), seed=st.integers(0, 9999))
+def test_simple_cnn_equals_a_torch_nn_oracle(worker, n, size, seed):
+    torch.manual_seed(seed)
+    oracle = _oracle_cnn()
+    cnn = worker.store("cnn", "simple_cnn", what="simple_cnn()")
+    _load_state(worker, cnn.path, oracle.state_dict(), "simple_cnn() loaded with random weights")
+    x = rand(n, 1, size, size, seed=seed + 1)
+    want = oracle(x).detach()
+    got = worker.helper("predict", cnn, x, what=f"simple_cnn() on a ({n}, 1, {size}, {size}) batch")
+    assert_close(
+        got,
+        want,
+        f"simple_cnn() with random weights on a ({n}, 1, {size}, {size}) batch",
+        rtol=1e-4,
+        atol=1e-5,
+        oracle="the same network built from nn.Conv2d, nn.ReLU and nn.Flatten",
+    )
+
+
+@pytest.mark.task("ex3_simple_cnn")
+def test_simple_cnn_with_reference_weights_predicts_like_the_reference(worker, manifest, sample):
+    _reference_run(manifest)
+    state = torch.load(REFERENCE / "weights" / "r1_sample.pt", weights_only=True, map_location="cpu")
+    x_valid, y_valid = sample[2], sample[3]
+    cnn = worker.store("cnn", "simple_cnn", what="simple_cnn()")
+    _load_state(worker, cnn.path, state, "simple_cnn() loaded with the reference run's trained weights")
+    got = worker.helper("predict", cnn, x_valid, what="simple_cnn() with the reference weights on MNIST_SAMPLE")
+    with torch.no_grad():
+        want = _oracle_cnn(state)(x_valid.float() / 255)
+    what = f"simple_cnn() with the reference run's trained weights on the {len(x_valid)} MNIST_SAMPLE validation images"
+    assert_close(got, want, what, rtol=1e-4, atol=1e-4, oracle="the reference network (r1_sample) with those weights")
+    acc = (torch.as_tensor(got).argmax(1) == y_valid).float().mean().item()
+    ref_acc = (want.argmax(1) == y_valid).float().mean().item()
+    if abs(acc - ref_acc) > 1e-9:
+        fail(f"{what}: accuracy {acc:.4f}, the reference network gets {ref_acc:.4f}")
+
+
+# --- ex3_counts ---------------------------------------------------------------------------------------------------
+
+LAYER = st.one_of(
+    st.tuples(st.just("Conv2d"), st.integers(1, 16), st.integers(1, 16), st.sampled_from([1, 3, 5]), st.booleans()),
+    st.tuples(st.just("Linear"), st.integers(1, 64), st.integers(1, 64), st.booleans()),
+    st.tuples(st.just("BatchNorm2d"), st.integers(1, 16)),
+    st.tuples(st.just("ReLU")),
+)
+
+
+def _layers(spec: list[tuple]) -> tuple[list, nn.Sequential]:
+    """The sequential helper's layer list for ``spec`` and the same network built here."""
+    wire, mods = [], []
+    for kind, *args in spec:
+        if kind in ("Conv2d", "Linear"):
+            *sizes, bias = args
+            wire.append([kind, *sizes, {"bias": bias}])
+            mods.append(getattr(nn, kind)(*sizes, bias=bias))
+        else:
+            wire.append([kind, *args])
+            mods.append(getattr(nn, kind)(*args))
+    return wire, nn.Sequential(*mods)
+
+
+def _int_result(got, what: str, want: int) -> None:
+    if isinstance(got, bool) or not isinstance(got, int):
+        fail(f"{what}: expected the int {want:,}, got a {type(got).__name__} ({got!r})"[:300])
+    if got != want:
+        fail(f"{what}: expected {want:,}, got {got:,}")
+
+
+@pytest.mark.task("ex3_counts")
+def test_counts_small_hand_cases(worker):
+    cases = [
+        ([["Linear", 784, 30]], 23_550, "nn.Linear(784, 30)"),
+        ([["Linear", 784, 30], ["ReLU"], ["Linear", 30, 1]], 23_581, "the 784-30-1 network"),
+        (
+            [["Conv2d", 3, 16, 5], ["BatchNorm2d", 16], ["Conv2d", 16, 8, 1, {"bias": False}]],
+            1_216 + 32 + 128,
+            "Conv2d(3, 16, 5), BatchNorm2d(16), Conv2d(16, 8, 1, bias=False) (running stats are buffers)",
+        ),
+    ]
+    for layers, want, what in cases:
+        model = worker.probe({"op": "helper", "name": "sequential", "args": [layers], "store": "m"}, what)
+        _int_result(worker.call("count_params", model, what=f"count_params({what})"), f"count_params of {what}", want)
+    block = worker.probe(
+        {
+            "op": "helper",
+            "name": "sequential",
+            "store": "blk",
+            "args": [[["Conv2d", 8, 16, 3, {"stride": 2, "padding": 1}], ["ReLU"]]],
+        },
+        "a conv block",
+    )
+    what = "conv_mults(7, 7, Sequential(Conv2d(8, 16, 3, stride=2, padding=1), ReLU())) (the chapter's third layer)"
+    _int_result(worker.call("conv_mults", 7, 7, block, what=what), what, 56_448)
+    conv = worker.store("c", "nn.Conv2d", 4, 8, 3, what="nn.Conv2d(4, 8, 3)")
+    what = "conv_mults(14, 14, nn.Conv2d(4, 8, 3)) (the chapter's second layer)"
+    _int_result(worker.call("conv_mults", 14, 14, conv, what=what), what, 56_448)
+
+
+@pytest.mark.task("ex3_counts")
+@settings_for_graders(15)
+@given(spec=st.lists(LAYER, min_size=1, max_size=4))
+def test_count_params_equals_the_parameter_sizes(worker, spec):
+    wire, model = _layers(spec)
+    names = ", ".join(f"{kind}{tuple(args)}" for kind, *args in spec)
+    what = f"count_params(nn.Sequential({names}))"
+    ref = worker.probe({"op": "helper", "name": "sequential", "args": [wire], "store": "m"}, f"building {what}")
+    _int_result(worker.call("count_params", ref, what=what), what, sum(p.numel() for p in model.parameters()))
+
+
+@pytest.mark.task("ex3_counts")
+@settings_for_graders(20)
+@given(
+    h=st.integers(1, 32),
+    w=st.integers(1, 32),
+    ni=st.integers(1, 16),
+    nf=st.integers(1, 16),
+    ks=st.sampled_from([1, 3, 5]),
+    bias=st.booleans(),
+    wrapped=st.booleans(),
+)
+def test_conv_mults_counts_weights_times_positions(worker, h, w, ni, nf, ks, bias, wrapped):
+    layer = ["Conv2d", ni, nf, ks, {"stride": 2, "padding": ks // 2, "bias": bias}]
+    desc = f"Conv2d({ni}, {nf}, {ks}, stride=2, padding={ks // 2}, bias={bias})"
+    if wrapped:
+        conv = worker.probe(
+            {"op": "helper", "name": "sequential", "args": [[layer, ["ReLU"]]], "store": "c"},
+            f"building Sequential({desc}, ReLU())",
+        )
+        desc = f"Sequential({desc}, ReLU())"
+    else:
+        conv = worker.store("c", "nn.Conv2d", ni, nf, ks, stride=2, padding=ks // 2, bias=bias, what=desc)
+    what = f"conv_mults({h}, {w}, {desc})"
+    _int_result(
+        worker.call("conv_mults", h, w, conv, what=what),
+        f"{what} (input positions x weights, bias excluded)",
+        h * w * nf * ni * ks * ks,
+    )
+
+
+# --- ex3_train ----------------------------------------------------------------------------------------------------
+
+
+def _call_name(node) -> str | None:
+    """'Learner' for Learner(...) or fastai.learner.Learner(...)."""
+    if isinstance(node, ast.Call):
+        func = node.func
+        return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return None
+
+
+def _arg(call: ast.Call, pos: int, name: str):
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    return call.args[pos] if len(call.args) > pos else None
+
+
+def _number(node) -> float | None:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _dotted(node) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _training_problem(source: str) -> str | None:
+    """Why the training cell does not set up and run the chapter's training (None when it does)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return "the cell could not be parsed"
+    raises = [n for n in ast.walk(tree) if isinstance(n, ast.Raise) and n.exc is not None]
+    if any(_dotted(n.exc.func if isinstance(n.exc, ast.Call) else n.exc) == "NotImplementedError" for n in raises):
+        return "it is not answered yet (it raises NotImplementedError)"
+    assigned = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            assigned[node.targets[0].id] = node.value
+
+    def resolve(node, depth=0):
+        while isinstance(node, ast.Name) and node.id in assigned and depth < 5:
+            node, depth = assigned[node.id], depth + 1
+        return node
+
+    learner = resolve(ast.Name("learn"))
+    if _call_name(learner) != "Learner":
+        return "it should create the Learner with `learn = Learner(...)`"
+    dls, model = resolve(_arg(learner, 0, "dls")), resolve(_arg(learner, 1, "model"))
+    loss, metrics = resolve(_arg(learner, 2, "loss_func")), resolve(_arg(learner, 7, "metrics"))
+    if not (isinstance(dls, ast.Name) and dls.id == "dls") and not (
+        _call_name(dls) == "mnist_dls"
+        and _number(_arg(dls, 0, "bs")) == 64
+        and isinstance(_arg(dls, 1, "sample"), ast.Constant)
+        and _arg(dls, 1, "sample").value is True
+    ):
+        return "the Learner's data should be `dls`, the mnist_dls(64, sample=True) made above"
+    if _call_name(model) != "simple_cnn" or model.args or model.keywords:
+        return "the Learner's model should be a fresh simple_cnn()"
+    cross_entropy = _dotted(loss).endswith("cross_entropy") or _call_name(loss) in (
+        "CrossEntropyLoss",
+        "CrossEntropyLossFlat",
+    )
+    if not cross_entropy:
+        return "the Learner's loss_func should be F.cross_entropy"
+    items = metrics.elts if isinstance(metrics, ast.List | ast.Tuple) else [metrics]
+    if not any(_dotted(m).split(".")[-1] == "accuracy" for m in items if m is not None):
+        return "the Learner's metrics should be accuracy"
+    fits = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("fit", "fit_one_cycle", "fine_tune", "fit_flat_cos", "fit_sgdr")
+    ]
+    if len(fits) != 1 or fits[0].func.attr != "fit_one_cycle" or _dotted(fits[0].func.value) != "learn":
+        found = [f"{_dotted(f.func)}(...)" for f in fits]
+        return f"it should train once, with learn.fit_one_cycle(2, 0.01); found {found or 'no training call'}"
+    epochs, lr_max = _number(_arg(fits[0], 0, "n_epoch")), _number(_arg(fits[0], 1, "lr_max"))
+    if epochs != 2 or lr_max is None or not math.isclose(lr_max, 0.01, rel_tol=1e-9):
+        shown = [f"{v:g}" if v is not None else "missing or not a number" for v in (epochs, lr_max)]
+        return f"it should call learn.fit_one_cycle(2, 0.01); found n_epoch={shown[0]}, lr_max={shown[1]}"
+    return None
+
+
+@pytest.mark.task("ex3_train")
+def test_training_cell_sets_up_the_chapter_run(worker):
+    source = worker.submission.cells.get("ex3_train", "")
+    problem = _training_problem(source)
+    if problem:
+        fail(f"the training cell (exercise 3.4): {problem}")
+
+
+@pytest.mark.task("ex3_train")
+def test_simple_cnn_trains_to_the_reference_accuracy(worker, manifest, sample):
+    x_train, y_train, x_valid, y_valid = sample
+    run = _reference_run(manifest)
+    res = worker.helper(
+        "fit",
+        Ref("simple_cnn"),
+        x_train,
+        y_train,
+        x_valid,
+        epochs=run["epochs"],
+        lr=run["lr"],
+        bs=run["bs"],
+        schedule="fit_one_cycle",
+        what="training your simple_cnn() with "
+        f"fit_one_cycle({run['epochs']}, {run['lr']}) on MNIST_SAMPLE (batch size {run['bs']})",
+    )
+    logits = res.get("logits") if isinstance(res, dict) else None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x_valid), 2):
+        fail(
+            f"after training, simple_cnn() should give ({len(x_valid)}, 2) scores for the validation images, got "
+            + (str(tuple(logits.shape)) if isinstance(logits, torch.Tensor) else type(logits).__name__)
+        )
+    acc = (logits.argmax(1) == y_valid).float().mean().item()
+    ref = float(run["final_accuracy"])
+    if not acc >= ref - TRAIN_TOLERANCE:
+        fail(
+            f"your simple_cnn() trained with fit_one_cycle({run['epochs']}, {run['lr']}), batch size {run['bs']}, "
+            f"reaches {acc:.4f} validation accuracy on MNIST_SAMPLE; the reference run reaches {ref:.4f} at the same "
+            f"budget (tolerance {TRAIN_TOLERANCE}, oracle: reference run r1_sample)"
+        )
