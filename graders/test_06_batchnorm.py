@@ -1,0 +1,856 @@
+"""Hidden checks for ex6 (06_batchnorm): BatchNorm2d, the batch-normalized CNN, the final model, other norms.
+
+Oracles: ``nn.BatchNorm2d`` (training and evaluation, running statistics over several steps, momentum and eps
+variants, gradients), ``nn.GroupNorm`` / ``nn.InstanceNorm2d`` for the other kinds, the reference network
+(``graders/reference/weights/r6_final.pt``, built from the reference implementations of ``solutions/``) and a
+short training run of the reference implementation in the trusted process.
+
+The final-model task (6.3) trains for minutes on the full data set, so its answer cell is not executed: the
+checks read what it trains (its source) and run the same recipe, shortened, with the student's own
+``simple_cnn_bn``. Those checks come first in this file, before any reference weights are sent to the worker.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from course.grading import Ref
+
+from .checks import assert_close, fail
+from .strategies import rand, settings_for_graders, settings_for_slow_graders
+
+pytestmark = pytest.mark.ex6
+
+WEIGHTS = Path(__file__).resolve().parent / "reference" / "weights"
+WIDTHS = [(1, 8, 5, True), (8, 16, 3, True), (16, 32, 3, True), (32, 64, 3, True), (64, 10, 3, False)]
+SHORT_RUN = {"n_train": 12288, "bs": 256, "epochs": 2, "lr": 0.1, "n_test": 2000}  # ~97%, +-0.1 across seeds
+ACCURACY_TOLERANCE = 0.02  # the short run may fall at most 2 points below the reference (20x the seed spread)
+
+
+# --- the answer must be the student's own code, not the oracle imported for the visible tests ----------------------
+def borrowed(source: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()) -> list[str]:
+    """What an answer cell's code takes from elsewhere: ``names`` (as names or attributes), ``attrs`` (as
+    attributes, e.g. ``nn.BatchNorm2d``), imports of those or from ``modules``, and star imports from fastai."""
+    from course.grading.worker import strip_magics
+
+    try:
+        tree = ast.parse(strip_magics(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return []  # such a cell did not run at all; its checks say so
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in names | attrs:
+            found.add(node.attr)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            module = getattr(node, "module", None) or ""
+            for alias in node.names:
+                full = f"{module}.{alias.name}" if module else alias.name
+                star = alias.name == "*" and module.startswith("fastai")
+                if alias.name in names | attrs or (modules and full.startswith(modules)) or star:
+                    found.add(f"an import of {full}")
+    return sorted(found)
+
+
+def check_own_code(worker, task: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()):
+    used = borrowed(worker.submission.cells.get(task, ""), names, attrs, modules)
+    if used:
+        fail(
+            f"the answer cell '{task}' uses {', '.join(used)}: that is the library implementation the checks "
+            "compare with; write your own"
+        )
+
+
+# --- reading worker replies (they are data of any shape a submission can produce) -----------------------------------
+def _described(d, depth: int = 0) -> bool:
+    kids = d.get("children", []) if isinstance(d, dict) else None
+    return (
+        isinstance(d, dict)
+        and isinstance(d.get("type"), str)
+        and isinstance(d.get("mro"), list)
+        and isinstance(kids, list)
+        and isinstance(d.get("parameters", {}), dict)
+        and isinstance(d.get("attrs", {}), dict)
+        and depth < 16
+        and all(isinstance(c, list) and len(c) == 2 and _described(c[1], depth + 1) for c in kids)
+    )
+
+
+def describe(worker, ref: Ref, what: str) -> dict:
+    """probelib's ``describe`` of a worker object: type, MRO, children, parameter shapes, attributes."""
+    d = worker.helper("describe", ref, what=what)
+    if not _described(d):
+        fail(f"{what}: the module's structure could not be read")
+    return d
+
+
+def conv_attrs(d: dict) -> tuple:
+    """(in, out, kernel_size, stride, padding) of a described Conv2d."""
+    a = d.get("attrs", {})
+    pair = lambda v: tuple(v) if isinstance(v, list | tuple) else v  # noqa: E731
+    return (
+        a.get("in_channels"),
+        a.get("out_channels"),
+        pair(a.get("kernel_size")),
+        pair(a.get("stride")),
+        pair(a.get("padding")),
+    )
+
+
+def reply(res, what: str) -> dict:
+    if not isinstance(res, dict):
+        fail(f"{what}: the result could not be read")
+    return res
+
+
+# --- data and trusted runs -----------------------------------------------------------------------------------------
+@functools.cache
+def mnist():
+    """Training images and labels, test images (sent to the worker) and test labels (kept here), pixel mean/std."""
+    from course.data import load_mnist
+
+    m = load_mnist()
+    x, y = m.tensors("train")
+    x_test, y_test = m.tensors("test")
+    xf = x.float() / 255
+    return x, y, x_test, y_test, xf.mean().item(), xf.std().item()  # mean/std as mnist_dls normalizes
+
+
+def single_threaded(fn, *args, **kwargs):
+    """Run ``fn`` here as the worker runs it: one thread, fastai's notes silenced."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def accuracy(logits, labels) -> float:
+    if not isinstance(logits, torch.Tensor | np.ndarray) or logits.dtype == object:
+        fail(f"the model's outputs for {len(labels)} test images: expected a tensor, got {type(logits).__name__}")
+    logits = torch.as_tensor(logits)
+    if tuple(logits.shape) != (len(labels), 10):
+        fail(
+            f"the model's outputs for {len(labels)} test images: expected shape ({len(labels)}, 10), got "
+            f"{tuple(logits.shape)}"
+        )
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def reference_state(manifest) -> dict:
+    path = WEIGHTS / "r6_final.pt"
+    if "r6_final" not in manifest.get("runs", {}) or not path.is_file():
+        pytest.fail(f"{path} is missing: run `course reference train`")
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def flat_layers(bn) -> list:
+    """The final CNN as one flat layer list for probelib's ``sequential`` (Conv2d, BN, ReLU, ..., Flatten)."""
+    layers = []
+    for ni, nf, ks, act in WIDTHS:
+        layers += [["Conv2d", ni, nf, ks, {"stride": 2, "padding": ks // 2}], [bn, nf]] + ([["ReLU"]] if act else [])
+    return layers + [["Flatten"]]
+
+
+def flat_state(state: dict) -> dict:
+    """r6_final's nested keys (block.layer.name) renamed for the flat layer list."""
+    index, out = 0, {}
+    for block, (*_, act) in enumerate(WIDTHS):
+        for layer in (0, 1):
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                key = f"{block}.{layer}.{name}"
+                if key in state:
+                    out[f"{index + layer}.{name}"] = state[key]
+        index += 3 if act else 2
+    if len(out) != len(state):
+        pytest.fail("r6_final.pt does not have the layout of simple_cnn_bn")
+    return out
+
+
+# --- ex6_final -----------------------------------------------------------------------------------------------------
+def _constants(tree: ast.Module) -> dict:
+    """Module-level ``name = <literal>`` assignments (so ``epochs = 5; fit_one_cycle(epochs, lr)`` is understood)."""
+    out = {}
+    for node in tree.body:
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target = node.targets[0]
+        with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = ast.literal_eval(node.value)
+            if isinstance(target, ast.Name):
+                out[target.id] = value
+            elif isinstance(target, ast.Tuple) and isinstance(value, tuple) and len(value) == len(target.elts):
+                out.update({t.id: v for t, v in zip(target.elts, value, strict=True) if isinstance(t, ast.Name)})
+    return out
+
+
+def _value(node, consts):
+    if node is None:
+        return None
+    if isinstance(node, ast.Name):
+        return consts.get(node.id)
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _arg(call: ast.Call, pos: int, names: tuple[str, ...], consts):
+    for kw in call.keywords:
+        if kw.arg in names:
+            return _value(kw.value, consts)
+    return _value(call.args[pos], consts) if len(call.args) > pos else None
+
+
+def _name(func) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def final_recipe(source: str) -> dict:
+    """What the answer cell trains, read from its source (it is not executed): calls and their constant arguments."""
+    from course.grading.worker import strip_magics
+
+    try:
+        tree = ast.parse(strip_magics(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        fail(f"the answer cell 'ex6_final' is not valid Python ({type(exc).__name__})")
+    consts = _constants(tree)
+    found = {"model": False, "learner": False, "bs": [], "fits": []}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "learn" for t in node.targets):
+            found["learner"] |= isinstance(node.value, ast.Call) and _name(node.value.func) == "Learner"
+        if not isinstance(node, ast.Call):
+            continue
+        name = _name(node.func)
+        if name == "simple_cnn_bn":
+            found["model"] = True
+        elif name == "mnist_dls":
+            found["bs"].append(_arg(node, 0, ("bs",), consts) if node.args or node.keywords else 64)
+        elif name == "fit_one_cycle":
+            found["fits"].append(
+                ("fit_one_cycle", _arg(node, 0, ("n_epoch",), consts), _arg(node, 1, ("lr_max",), consts))
+            )
+        elif name == "fit":
+            scheds = [c for c in ast.walk(node) if isinstance(c, ast.Call) and _name(c.func) == "OneCycleScheduler"]
+            lr = _arg(scheds[0], 0, ("lr_max",), consts) if scheds else None
+            found["fits"].append(("fit", _arg(node, 0, ("n_epoch",), consts), lr))
+    return found
+
+
+@pytest.mark.task("ex6_final")
+def test_final_cell_trains_the_chapter_recipe(worker):
+    source = worker.submission.cells.get("ex6_final", "")
+    r = final_recipe(source)
+    want = (
+        "the answer cell should create `learn = Learner(mnist_dls(512), simple_cnn_bn(), ...)` and train it "
+        "for 5 epochs of 1cycle with lr_max 0.1 (`learn.fit_one_cycle(5, 0.1)` or "
+        "`learn.fit(5, cbs=OneCycleScheduler(0.1))`)"
+    )
+    if not r["learner"] or not r["model"]:
+        fail(f"{want}; no `learn = Learner(...)` with `simple_cnn_bn()` was found")
+    if 512 not in r["bs"]:
+        fail(f"{want}; found DataLoaders with batch size {r['bs'] or 'none'}")
+    good = [f for f in r["fits"] if f[1] == 5 and isinstance(f[2], int | float) and math.isclose(f[2], 0.1)]
+    if len(r["fits"]) != 1 or not good:
+        shown = ", ".join(f"{k}(epochs={e}, lr_max={lr})" for k, e, lr in r["fits"]) or "no training call"
+        fail(f"{want}; found {shown}")
+
+
+@functools.cache
+def reference_short_run(ref_module) -> float:
+    from course.grading import probelib
+
+    x, y, x_test, y_test, mean, std = mnist()
+    s = SHORT_RUN
+    res = single_threaded(
+        probelib.fit,
+        ref_module.simple_cnn_bn,
+        x[: s["n_train"]],
+        y[: s["n_train"]],
+        x_test[: s["n_test"]],
+        epochs=s["epochs"],
+        lr=s["lr"],
+        bs=s["bs"],
+        mean=mean,
+        std=std,
+    )
+    return accuracy(res["logits"], y_test[: s["n_test"]])
+
+
+@pytest.mark.task("ex6_final")
+def test_final_recipe_short_run_reaches_the_reference(worker, references):
+    """simple_cnn_bn() trained with fit_one_cycle(lr_max 0.1) on a subset, against the reference at the same budget."""
+    x, y, x_test, y_test, mean, std = mnist()
+    s = SHORT_RUN
+    what = (
+        f"your simple_cnn_bn() trained with fit_one_cycle({s['epochs']}, {s['lr']}) on {s['n_train']} training "
+        f"images (bs {s['bs']}), accuracy on {s['n_test']} test images"
+    )
+    res = worker.helper(
+        "fit",
+        Ref("simple_cnn_bn"),
+        x[: s["n_train"]],
+        y[: s["n_train"]],
+        x_test[: s["n_test"]],
+        epochs=s["epochs"],
+        lr=s["lr"],
+        bs=s["bs"],
+        mean=mean,
+        std=std,
+        what=what,
+    )
+    got = accuracy(res.get("logits") if isinstance(res, dict) else None, y_test[: s["n_test"]])
+    want = reference_short_run(references["ex6"])
+    if not got >= want - ACCURACY_TOLERANCE:
+        fail(
+            f"{what}: {got:.2%}, expected at least {want - ACCURACY_TOLERANCE:.2%} (the reference implementation "
+            f"reaches {want:.2%} with the same run; tolerance {ACCURACY_TOLERANCE:.0%})"
+        )
+
+
+# --- ex6_batchnorm -------------------------------------------------------------------------------------------------
+def bn_state(nf: int, seed: int, fresh: bool) -> dict:
+    if fresh:
+        return dict(nn.BatchNorm2d(nf).state_dict())
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "weight": torch.randn(nf, generator=g),
+        "bias": torch.randn(nf, generator=g),
+        "running_mean": torch.randn(nf, generator=g),
+        "running_var": torch.rand(nf, generator=g) + 0.5,
+        "num_batches_tracked": torch.tensor(int(torch.randint(0, 50, (1,), generator=g))),
+    }
+
+
+def new_bn(worker, nf, eps, momentum, state, name="bn") -> Ref:
+    bn = worker.store(name, "BatchNorm2d", nf, eps=eps, momentum=momentum)
+    worker.probe(
+        {"op": "call", "target": f"{bn.path}.load_state_dict", "args": [state], "discard": True},
+        f"BatchNorm2d({nf}).load_state_dict(a state dict with nn.BatchNorm2d's keys)",
+    )
+    return bn
+
+
+def check_step(worker, bn: Ref, ref: nn.BatchNorm2d, x, g, train: bool, what: str) -> None:
+    """One forward/backward in ``train`` or eval mode: output, grads and buffers against ``ref``."""
+    res = reply(worker.helper("forward_backward", bn, [x], grad_output=g, train=train, what=what), what)
+    ref.train(train)
+    ref.zero_grad(set_to_none=True)
+    xr = x.clone().requires_grad_(True)
+    y = ref(xr)
+    y.backward(g)
+    mode = "training" if train else "evaluation"
+    oracle = f"nn.BatchNorm2d in {mode} mode"
+    assert_close(res.get("output"), y.detach(), f"{what}: output", rtol=1e-4, atol=1e-5, oracle=oracle)
+    grads = res.get("input_grads") if isinstance(res.get("input_grads"), list) and res.get("input_grads") else [None]
+    if grads[0] is None:
+        fail(f"{what}: no gradient reached the input; build the output from differentiable tensor operations")
+    assert_close(grads[0], xr.grad, f"{what}: gradient with respect to the input", rtol=1e-4, atol=1e-4, oracle=oracle)
+    pgrads = res.get("param_grads") if isinstance(res.get("param_grads"), dict) else {}
+    for name in ("weight", "bias"):
+        if pgrads.get(name) is None:
+            fail(f"{what}: no gradient reached `{name}`; make it an nn.Parameter used in forward")
+        assert_close(
+            pgrads[name], getattr(ref, name).grad, f"{what}: gradient of `{name}`", rtol=1e-4, atol=1e-4, oracle=oracle
+        )
+    for name in ("running_mean", "running_var"):
+        assert_close(
+            worker.get(f"{bn.path}.{name}", what=f"{what}: {name}"),
+            getattr(ref, name),
+            f"{what}: `{name}` afterwards",
+            rtol=1e-5,
+            atol=1e-6,
+            oracle=oracle,
+        )
+    n = worker.get(f"{bn.path}.num_batches_tracked", what=f"{what}: num_batches_tracked")
+    if not (isinstance(n, torch.Tensor) and n.numel() == 1 and int(n) == int(ref.num_batches_tracked)):
+        fail(f"{what}: num_batches_tracked should be {int(ref.num_batches_tracked)} afterwards, got {n}")
+
+
+@pytest.mark.task("ex6_batchnorm")
+def test_batchnorm_hand_case(worker):
+    # channel 0: 1, 3, 5, 7 (mean 4, biased variance 5, unbiased 20/3); channel 1: -2, 0, 0, 2 (0, 2, 8/3)
+    x = torch.tensor([[[[1.0, 3.0]], [[-2.0, 0.0]]], [[[5.0, 7.0]], [[0.0, 2.0]]]])  # (N, C, H, W) = (2, 2, 1, 2)
+    bn = worker.store("bn_hand", "BatchNorm2d", 2, eps=0.01, momentum=0.5)
+    what = "BatchNorm2d(2, eps=0.01, momentum=0.5), one training step on a (2, 2, 1, 2) batch"
+    y = worker.call(bn.path, x, what=what)
+    mean, var = torch.tensor([4.0, 0.0]), torch.tensor([5.0, 2.0])
+    want = (x - mean.view(1, 2, 1, 1)) / torch.sqrt(var.view(1, 2, 1, 1) + 0.01)
+    oracle = "hand computation"
+    assert_close(y, want, f"{what}: output", rtol=1e-5, atol=1e-6, oracle=oracle)
+    rm, rv = torch.tensor([2.0, 0.0]), torch.tensor([0.5 + 0.5 * 20 / 3, 0.5 + 0.5 * 8 / 3])  # unbiased variances
+    assert_close(
+        worker.get(f"{bn.path}.running_mean"),
+        rm,
+        f"{what}: running_mean",
+        rtol=1e-5,
+        atol=1e-6,
+        oracle=oracle + " (0.5 * 0 + 0.5 * batch mean)",
+    )
+    assert_close(
+        worker.get(f"{bn.path}.running_var"),
+        rv,
+        f"{what}: running_var",
+        rtol=1e-5,
+        atol=1e-6,
+        oracle=oracle + " (0.5 * 1 + 0.5 * the unbiased batch variance)",
+    )
+    worker.call(f"{bn.path}.weight.data.copy_", torch.tensor([2.0, 1.0]), what="setting gamma")
+    worker.call(f"{bn.path}.bias.data.copy_", torch.tensor([-1.0, 0.5]), what="setting beta")
+    worker.call(f"{bn.path}.eval", what="bn.eval()")
+    y = worker.call(bn.path, x, what=f"{what}, then eval mode with gamma (2, 1), beta (-1, 0.5)")
+    want = torch.tensor([2.0, 1.0]).view(1, 2, 1, 1) * (x - rm.view(1, 2, 1, 1)) / torch.sqrt(
+        rv.view(1, 2, 1, 1) + 0.01
+    ) + torch.tensor([-1.0, 0.5]).view(1, 2, 1, 1)
+    assert_close(
+        y,
+        want,
+        f"{what}, then in eval mode with gamma (2, 1) and beta (-1, 0.5): output",
+        rtol=1e-5,
+        atol=1e-6,
+        oracle=oracle + " with the running statistics",
+    )
+
+
+@pytest.mark.task("ex6_batchnorm")
+def test_batchnorm_is_written_by_hand(worker):
+    """Not PyTorch's batch norm under another name: no torch batch-norm class or function, no subclass of one."""
+    torch_bn = frozenset(
+        {
+            "batch_norm",
+            "BatchNorm1d",
+            "BatchNorm2d",
+            "BatchNorm3d",
+            "SyncBatchNorm",
+            "LazyBatchNorm2d",
+            "_BatchNorm",
+            "_NormBase",
+        }
+    )  # as attributes (nn.BatchNorm2d, F.batch_norm) or imports
+    check_own_code(worker, "ex6_batchnorm", frozenset(), torch_bn)
+    mro = describe(worker, worker.store("bn_new", "BatchNorm2d", 3), "BatchNorm2d(3)")["mro"]
+    if "_NormBase" in mro or "Module" not in mro:
+        fail(
+            f"BatchNorm2d should be your own subclass of nn.Module, not of PyTorch's batch norm; its classes are {mro}"
+        )
+
+
+@pytest.mark.task("ex6_batchnorm")
+@pytest.mark.parametrize("nf", [1, 7])
+def test_batchnorm_parameters_and_buffers(worker, nf):
+    bn = worker.store("bn_new", "BatchNorm2d", nf, what=f"BatchNorm2d({nf})")
+    d = describe(worker, bn, f"BatchNorm2d({nf})")
+    ref = nn.BatchNorm2d(nf)
+    if "Module" not in d.get("mro", []):
+        fail(f"BatchNorm2d({nf}) should be an nn.Module, its classes are {d.get('mro')}")
+    if d.get("parameters") != {"weight": [nf], "bias": [nf]}:
+        fail(f"BatchNorm2d({nf}): expected the parameters weight ({nf},) and bias ({nf},), got {d.get('parameters')}")
+    want_buffers = {
+        "running_mean": [[nf], "torch.float32"],
+        "running_var": [[nf], "torch.float32"],
+        "num_batches_tracked": [[], "torch.int64"],
+    }
+    if d.get("buffers") != want_buffers:
+        fail(f"BatchNorm2d({nf}): expected the buffers {want_buffers} (shape, dtype), got {d.get('buffers')}")
+    sd = worker.call(f"{bn.path}.state_dict", what=f"BatchNorm2d({nf}).state_dict()")
+    if not isinstance(sd, dict) or sorted(sd) != sorted(ref.state_dict()):
+        fail(
+            f"BatchNorm2d({nf}).state_dict(): expected the keys {sorted(ref.state_dict())}, got "
+            f"{sorted(sd) if isinstance(sd, dict) else type(sd).__name__}"
+        )
+    for k, v in ref.state_dict().items():
+        assert_close(
+            sd[k],
+            v,
+            f"BatchNorm2d({nf}).state_dict()['{k}'] when new",
+            rtol=0,
+            atol=0,
+            oracle="nn.BatchNorm2d's initial values",
+        )
+
+
+@pytest.mark.task("ex6_batchnorm")
+@settings_for_slow_graders(10)
+@given(
+    nf=st.integers(1, 6),
+    n=st.integers(1, 5),
+    h=st.integers(1, 5),
+    w=st.integers(1, 5),
+    eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+    momentum=st.sampled_from([0.1, 0.01, 0.5, 1.0]),
+    steps=st.integers(1, 3),
+    fresh=st.booleans(),
+    seed=st.integers(0, 9999),
+)
+def test_batchnorm_training_matches_torch(worker, nf, n, h, w, eps, momentum, steps, fresh, seed):
+    if n * h * w < 2:
+        n = 2  # batch statistics need at least two values per channel
+    state = bn_state(nf, seed, fresh)
+    bn = new_bn(worker, nf, eps, momentum, state)
+    ref = nn.BatchNorm2d(nf, eps=eps, momentum=momentum)
+    ref.load_state_dict(state)
+    for step in range(steps):
+        x = rand(n, nf, h, w, seed=seed + 10 * step) * (1 + step) + step - 1
+        g = rand(n, nf, h, w, seed=seed + 10 * step + 1)
+        what = (
+            f"BatchNorm2d({nf}, eps={eps}, momentum={momentum}){'' if fresh else ' with a loaded state'}, "
+            f"training step {step + 1} of {steps} on a {tuple(x.shape)} batch"
+        )
+        check_step(worker, bn, ref, x, g, True, what)
+
+
+@pytest.mark.task("ex6_batchnorm")
+@settings_for_slow_graders(5)
+@given(
+    nf=st.integers(1, 5),
+    eps=st.sampled_from([1e-5, 0.01]),
+    momentum=st.sampled_from([0.1, 0.3]),
+    seed=st.integers(0, 9999),
+)
+def test_batchnorm_evaluation_matches_torch(worker, nf, eps, momentum, seed):
+    state = bn_state(nf, seed, fresh=False)
+    bn = new_bn(worker, nf, eps, momentum, state)
+    ref = nn.BatchNorm2d(nf, eps=eps, momentum=momentum)
+    ref.load_state_dict(state)
+    for step in range(2):
+        x = rand(8, nf, 4, 3, seed=seed + step) * 2 + 1
+        check_step(
+            worker,
+            bn,
+            ref,
+            x,
+            rand(8, nf, 4, 3, seed=seed + 50 + step),
+            True,
+            f"BatchNorm2d({nf}, eps={eps}, momentum={momentum}), training step {step + 1} before eval",
+        )
+    worker.call(f"{bn.path}.eval", what="bn.eval()")
+    x = rand(5, nf, 6, 6, seed=seed + 7) * 3
+    what = (
+        f"BatchNorm2d({nf}, eps={eps}, momentum={momentum}) after 2 training steps, in eval mode, (5, {nf}, 6, 6) batch"
+    )
+    check_step(worker, bn, ref, x, rand(5, nf, 6, 6, seed=seed + 8), False, what)
+    one = worker.call(bn.path, x[:1], what=f"{what}: one image alone")
+    assert_close(
+        one,
+        ref(x[:1]).detach(),
+        f"{what}: the output of one image alone (in eval mode it cannot depend on the rest of the batch)",
+        rtol=1e-4,
+        atol=1e-5,
+        oracle="nn.BatchNorm2d in evaluation mode",
+    )
+
+
+@pytest.mark.task("ex6_batchnorm")
+def test_batchnorm_in_the_reference_network(worker, manifest, references):
+    """Conv2d + your BatchNorm2d + ReLU with the final model's reference weights predicts like the reference network."""
+    from course.grading import probelib
+
+    state = reference_state(manifest)
+    x, y, x_test, y_test, mean, std = mnist()
+    xs, ys = x_test[:1000], y_test[:1000]
+    model = worker.probe(
+        {
+            "op": "helper",
+            "name": "sequential",
+            "args": [flat_layers(Ref("BatchNorm2d"))],
+            "kwargs": {"state_dict": flat_state(state)},
+            "store": "refnet",
+        },
+        "the final CNN built from nn.Conv2d, your BatchNorm2d and nn.ReLU, with the reference weights",
+    )
+    got = worker.helper(
+        "predict",
+        model,
+        xs,
+        mean=mean,
+        std=std,
+        what="the final CNN with your BatchNorm2d, in eval mode, on 1000 test images",
+    )
+    ref_model = references["ex6"].simple_cnn_bn()
+    ref_model.load_state_dict(state)
+    want = single_threaded(probelib.predict, ref_model, xs, mean=mean, std=std)
+    what = (
+        f"the final CNN with your BatchNorm2d and the reference weights (eval mode, running statistics) on 1000 "
+        f"test images (accuracy {accuracy(got, ys):.2%}, reference {accuracy(want, ys):.2%}): outputs"
+    )
+    assert_close(got, want, what, rtol=1e-4, atol=1e-4, oracle="the reference final model")
+
+
+# --- ex6_conv_bn ---------------------------------------------------------------------------------------------------
+_BN_KEYS = ("type", "mro", "parameters", "buffers")
+_bn_descriptions: dict = {}
+
+
+def student_bn(worker, nf: int) -> dict:
+    """The structure of a new ``BatchNorm2d(nf)`` of the student's own class (what "your BatchNorm2d" looks like).
+
+    Blocks are compared with it rather than with nn.BatchNorm2d, so a mistake inside BatchNorm2d (6.1) does not
+    also cost the tasks that only have to use it.
+    """
+    key = (id(worker), nf)
+    if key not in _bn_descriptions:
+        d = describe(
+            worker, worker.store("bn_probe", "BatchNorm2d", nf, what=f"BatchNorm2d({nf})"), f"BatchNorm2d({nf})"
+        )
+        _bn_descriptions[key] = {k: d.get(k) for k in (*_BN_KEYS, "n_parameters")}
+    return _bn_descriptions[key]
+
+
+def is_student_bn(d: dict, worker, nf: int) -> bool:
+    want = student_bn(worker, nf)
+    return all(d.get(k) == want[k] for k in _BN_KEYS)
+
+
+def check_block(d: dict, ni, nf, ks, act, worker, what: str) -> None:
+    """A described block: Conv2d(ni, nf, ks, stride 2, padding ks//2) -> norm -> ReLU (when act)."""
+    kids = [c for _, c in d.get("children", [])]
+    types = [c.get("type") for c in kids]
+    want_types = ["Conv2d", "BatchNorm2d"] + (["ReLU"] if act else [])
+    if "Sequential" not in d.get("mro", []) or types != want_types:
+        fail(f"{what}: expected an nn.Sequential of {want_types}, got a {d.get('type')} of {types}")
+    got = conv_attrs(kids[0])
+    want = (ni, nf, (ks, ks), (2, 2), (ks // 2, ks // 2))
+    if got != want:
+        fail(f"{what}: the Conv2d should have (in, out, kernel_size, stride, padding) = {want}, got {got}")
+    if kids[0].get("parameters", {}).get("bias") != [nf]:
+        fail(f"{what}: the Conv2d keeps its bias (as in the chapter)")
+    if not is_student_bn(kids[1], worker, nf):
+        fail(
+            f"{what}: the second layer should be your BatchNorm2d({nf}), got a {kids[1].get('type')} with parameters "
+            f"{kids[1].get('parameters')} and buffers {kids[1].get('buffers')}"
+        )
+
+
+@pytest.mark.task("ex6_conv_bn")
+@settings_for_slow_graders(10)
+@given(ni=st.integers(1, 16), nf=st.integers(1, 24), ks=st.sampled_from([1, 3, 5, 7]), act=st.booleans())
+def test_conv_bn_blocks(worker, ni, nf, ks, act):
+    what = f"conv_bn({ni}, {nf}, ks={ks}, act={act})"
+    block = worker.store("block", "conv_bn", ni, nf, ks=ks, act=act, what=what)
+    check_block(describe(worker, block, what), ni, nf, ks, act, worker, what)
+    x = rand(2, ni, 9, 9, seed=ni * 100 + nf)
+    out = worker.call(block.path, x, what=f"{what} on a (2, {ni}, 9, 9) batch")
+    if tuple(np.shape(out)) != (2, nf, 5, 5):
+        fail(
+            f"{what} on a (2, {ni}, 9, 9) batch: expected an output of shape (2, {nf}, 5, 5), "
+            f"got {tuple(np.shape(out))}"
+        )
+
+
+@pytest.mark.task("ex6_conv_bn")
+def test_simple_cnn_bn_structure(worker):
+    what = "simple_cnn_bn()"
+    model = worker.store("cnn", "simple_cnn_bn", what=what)
+    d = describe(worker, model, what)
+    n_bn = sum(student_bn(worker, nf)["n_parameters"] or 0 for _, nf, _, _ in WIDTHS)
+    if d.get("n_parameters") != 30_282 + n_bn:  # the convolutions' weights and biases, then the 5 batch norms
+        fail(
+            f"{what}: expected {30_282 + n_bn:,} parameters (30,282 in the convolutions, {n_bn} in your five "
+            f"BatchNorm2d layers), got {d.get('n_parameters')}"
+        )
+    kids = [c for _, c in d.get("children", [])]
+    if len(kids) != 6 or kids[-1].get("type") != "Flatten":
+        fail(f"{what}: expected 5 conv_bn blocks and a Flatten, got {[c.get('type') for c in kids]}")
+    for i, (block, (ni, nf, ks, act)) in enumerate(zip(kids[:5], WIDTHS, strict=True)):
+        check_block(block, ni, nf, ks, act, worker, f"{what}, block {i}")
+    out = worker.call(model.path, rand(3, 1, 28, 28, seed=0), what=f"{what} on a (3, 1, 28, 28) batch")
+    if tuple(np.shape(out)) != (3, 10):
+        fail(f"{what} on a (3, 1, 28, 28) batch: expected an output of shape (3, 10), got {tuple(np.shape(out))}")
+
+
+def state_of(worker, ref: Ref, what: str) -> dict:
+    sd = worker.call(f"{ref.path}.state_dict", what=f"{what}.state_dict()")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        fail(f"{what}.state_dict() could not be read as a dict of tensors")
+    return sd
+
+
+@pytest.mark.task("ex6_conv_bn")
+def test_simple_cnn_bn_with_reference_weights(worker, manifest):
+    """Your simple_cnn_bn with the final model's weights computes what Conv -> your BN -> ReLU blocks compute."""
+    state = reference_state(manifest)
+    x, y, x_test, y_test, mean, std = mnist()
+    xs = x_test[1000:2000]
+    model = worker.store("cnn_ref", "simple_cnn_bn", what="simple_cnn_bn()")
+    arch = worker.probe(
+        {"op": "helper", "name": "sequential", "args": [flat_layers(Ref("BatchNorm2d"))], "store": "archnet"},
+        "the chapter's blocks built with nn.Conv2d, your BatchNorm2d and nn.ReLU",
+    )
+    mine, blocks = state_of(worker, model, "simple_cnn_bn()"), state_of(worker, arch, "the chapter's blocks")
+    if [tuple(v.shape) for v in mine.values()] != [tuple(v.shape) for v in blocks.values()]:
+        fail(
+            f"simple_cnn_bn(): its {len(mine)} parameters and buffers should line up, in order and shape, with those "
+            f"of Conv2d -> your BatchNorm2d -> ReLU blocks for channels 1-8-16-32-64-10 ({len(blocks)})"
+        )
+    # the reference weights when your BatchNorm2d stores what nn.BatchNorm2d does, else your model's own weights
+    values = list(state.values())
+    if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in blocks.values()]:
+        values = list(mine.values())
+    for ref, sd, name in ((model, mine, "simple_cnn_bn()"), (arch, blocks, "the chapter's blocks")):
+        worker.probe(
+            {"op": "call", "target": f"{ref.path}.load_state_dict", "args": [dict(zip(sd, values, strict=True))],
+             "discard": True},
+            f"loading the final model's weights into {name}",
+        )  # fmt: skip
+    what = "simple_cnn_bn() loaded with the final model's weights, in eval mode, on 1000 test images"
+    got = worker.helper("predict", model, xs, mean=mean, std=std, what=what)
+    want = worker.helper("predict", arch, xs, mean=mean, std=std, what="the chapter's blocks, in eval mode")
+    assert_close(
+        got, want, f"{what}: outputs", rtol=1e-4, atol=1e-4,
+        oracle="Conv2d(stride 2, padding ks//2) -> your BatchNorm2d -> ReLU blocks with the same weights",
+    )  # fmt: skip
+
+
+# --- ex6_norm_variants ---------------------------------------------------------------------------------------------
+def largest_group(nf: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if nf % g == 0)
+
+
+def check_norm(d: dict, kind: str, nf: int, worker, what: str) -> None:
+    attrs, params = d.get("attrs", {}), d.get("parameters", {})
+    if kind == "batch":
+        if not is_student_bn(d, worker, nf):
+            fail(f"{what}: expected your BatchNorm2d({nf}), got a {d.get('type')} with parameters {params}")
+        return
+    if kind in ("layer", "group"):
+        groups = 1 if kind == "layer" else largest_group(nf)
+        got = (d.get("type"), attrs.get("num_groups"), attrs.get("num_channels"), attrs.get("affine"))
+        if got != ("GroupNorm", groups, nf, True):
+            fail(
+                f"{what}: expected nn.GroupNorm({groups}, {nf}) (type, num_groups, num_channels, affine = "
+                f"{('GroupNorm', groups, nf, True)}), got {got}"
+            )
+    else:
+        got = (d.get("type"), attrs.get("num_features"), attrs.get("affine"))
+        if got != ("InstanceNorm2d", nf, True):
+            fail(
+                f"{what}: expected nn.InstanceNorm2d({nf}, affine=True) (type, num_features, affine = "
+                f"{('InstanceNorm2d', nf, True)}), got {got}"
+            )
+    if not math.isclose(float(attrs.get("eps", 0)), 1e-5):
+        fail(f"{what}: keep PyTorch's default eps 1e-5, got {attrs.get('eps')}")
+
+
+@pytest.mark.task("ex6_norm_variants")
+@settings_for_graders(12)
+@given(kind=st.sampled_from(["batch", "layer", "group", "instance"]), nf=st.integers(1, 72))
+def test_make_norm_layers(worker, kind, nf):
+    what = f"make_norm({kind!r}, {nf})"
+    norm = worker.store("norm", "make_norm", kind, nf, what=what)
+    check_norm(describe(worker, norm, what), kind, nf, worker, what)
+
+
+@pytest.mark.task("ex6_norm_variants")
+@pytest.mark.parametrize("nf", [2, 12, 24, 7])
+def test_group_counts(worker, nf):
+    what = f"make_norm('group', {nf})"
+    d = describe(worker, worker.store("norm", "make_norm", "group", nf, what=what), what)
+    check_norm(d, "group", nf, worker, what)
+
+
+@pytest.mark.task("ex6_norm_variants")
+@settings_for_slow_graders(6)
+@given(
+    kind=st.sampled_from(["layer", "group", "instance"]),
+    nf=st.sampled_from([2, 6, 8, 12, 16]),
+    n=st.integers(1, 4),
+    hw=st.integers(2, 5),
+    seed=st.integers(0, 9999),
+)
+def test_make_norm_normalizes_like_torch(worker, kind, nf, n, hw, seed):
+    """Output and gradients in training and in evaluation mode, against nn.GroupNorm / nn.InstanceNorm2d."""
+    what = f"make_norm({kind!r}, {nf}) on a ({n}, {nf}, {hw}, {hw}) batch"
+    ref = {
+        "layer": lambda: nn.GroupNorm(1, nf),
+        "group": lambda: nn.GroupNorm(largest_group(nf), nf),
+        "instance": lambda: nn.InstanceNorm2d(nf, affine=True),
+    }[kind]()
+    g = torch.Generator().manual_seed(seed)
+    state = {"weight": torch.randn(nf, generator=g), "bias": torch.randn(nf, generator=g)}
+    ref.load_state_dict(state)
+    norm = worker.store("norm", "make_norm", kind, nf, what=what)
+    worker.probe(
+        {"op": "call", "target": f"{norm.path}.load_state_dict", "args": [state], "discard": True},
+        f"{what}: loading random gamma and beta",
+    )
+    x = rand(n, nf, hw, hw, seed=seed) * 3 + 1
+    grad = rand(n, nf, hw, hw, seed=seed + 1)
+    xr = x.clone().requires_grad_(True)
+    y = ref(xr)
+    y.backward(grad)
+    oracle = type(ref).__name__
+    for train in (True, False):
+        mode = "training" if train else "evaluation"
+        res = reply(worker.helper("forward_backward", norm, [x], grad_output=grad, train=train, what=what), what)
+        assert_close(res.get("output"), y.detach(), f"{what}, {mode} mode: output", rtol=1e-4, atol=1e-4, oracle=oracle)
+        grads = (
+            res.get("input_grads") if isinstance(res.get("input_grads"), list) and res.get("input_grads") else [None]
+        )
+        if grads[0] is None:
+            fail(f"{what}, {mode} mode: no gradient reached the input")
+        assert_close(
+            grads[0],
+            xr.grad,
+            f"{what}, {mode} mode: gradient with respect to the input",
+            rtol=1e-3,
+            atol=1e-4,
+            oracle=oracle,
+        )
+
+
+@pytest.mark.task("ex6_norm_variants")
+def test_make_norm_rejects_unknown_kinds(worker):
+    for kind in ("spectral", "weight_norm"):
+        message = worker.expect_raises("ValueError", "make_norm", kind, 16)
+        if kind not in message:
+            fail(f"make_norm({kind!r}, 16) raised ValueError, but its message should name the kind: {message[:200]!r}")
+
+
+@pytest.mark.task("ex6_norm_variants")
+@settings_for_slow_graders(12)
+@given(
+    kind=st.sampled_from(["batch", "layer", "group", "instance"]),
+    ni=st.integers(1, 8),
+    nf=st.integers(1, 40),
+    ks=st.sampled_from([1, 3, 5]),
+    act=st.booleans(),
+    act_first=st.booleans(),
+)
+def test_conv_norm_blocks(worker, kind, ni, nf, ks, act, act_first):
+    what = f"conv_norm({ni}, {nf}, ks={ks}, act={act}, kind={kind!r}, act_first={act_first})"
+    block = worker.store("cblock", "conv_norm", ni, nf, ks=ks, act=act, kind=kind, act_first=act_first, what=what)
+    d = describe(worker, block, what)
+    kids = [c for _, c in d.get("children", [])]
+    norm_type = {"batch": "BatchNorm2d", "layer": "GroupNorm", "group": "GroupNorm", "instance": "InstanceNorm2d"}[kind]
+    order = ["Conv2d"] + ((["ReLU", norm_type] if act_first else [norm_type, "ReLU"]) if act else [norm_type])
+    if "Sequential" not in d.get("mro", []) or [c.get("type") for c in kids] != order:
+        fail(f"{what}: expected an nn.Sequential of {order}, got a {d.get('type')} of {[c.get('type') for c in kids]}")
+    got = conv_attrs(kids[0])
+    if got != (ni, nf, (ks, ks), (2, 2), (ks // 2, ks // 2)):
+        fail(
+            f"{what}: the Conv2d should have (in, out, kernel_size, stride, padding) = "
+            f"{(ni, nf, (ks, ks), (2, 2), (ks // 2, ks // 2))}, got {got}"
+        )
+    check_norm(kids[order.index(norm_type)], kind, nf, worker, f"{what}: its norm layer")
+    out = worker.call(block.path, rand(2, ni, 8, 8, seed=nf), what=f"{what} on a (2, {ni}, 8, 8) batch")
+    if tuple(np.shape(out)) != (2, nf, 4, 4):
+        fail(
+            f"{what} on a (2, {ni}, 8, 8) batch: expected an output of shape (2, {nf}, 4, 4), "
+            f"got {tuple(np.shape(out))}"
+        )
