@@ -139,13 +139,13 @@ def _recorders():
         order = 70  # after any scheduler has set the batch's hypers
 
         def before_fit(self):
-            self.lr, self.mom, self.epoch_s = [], [], []
+            self.lr_trace, self.mom_trace, self.epoch_s = [], [], []
 
         def before_batch(self):
             if self.training:
                 hp = self.opt.hypers[-1]
-                self.lr.append(float(hp["lr"]))
-                self.mom.append(float(hp.get("mom", float("nan"))))
+                self.lr_trace.append(float(hp["lr"]))
+                self.mom_trace.append(float(hp.get("mom", float("nan"))))
 
         def before_epoch(self):
             self._t0 = time.perf_counter()
@@ -206,8 +206,8 @@ def _train(run: Run, refs, device, seed: int, progress: bool):
     return {
         "table": table,
         "seconds": seconds,
-        "lr": np.array(trace.lr),
-        "mom": np.array(trace.mom),
+        "lr": np.array(trace.lr_trace),
+        "mom": np.array(trace.mom_trace),
         "state": state,
         "params": n_params,
         "stats": stats,
