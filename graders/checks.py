@@ -7,6 +7,8 @@ Hidden inputs are described (shapes, parameters), never dumped.
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import torch
 
@@ -14,7 +16,7 @@ from course.grading import ProbeResult, Ref, Session
 from course.grading.submission import Submission
 from course.notebooks import SKIP_SUFFIXES
 
-__all__ = ["CheckFailed", "Worker", "assert_close", "describe_args", "fail"]
+__all__ = ["CheckFailed", "Worker", "assert_close", "borrowed", "describe_args", "fail"]
 
 
 class CheckFailed(AssertionError):
@@ -156,3 +158,28 @@ class Worker:
         self._ensure()
         value = self._value(self.session.source(target), f"reading the source of {target}")
         return value["source"] if isinstance(value, dict) else str(value)
+
+
+def borrowed(source: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()) -> list[str]:
+    """What an answer cell's code takes from elsewhere: ``names`` (as names or attributes), ``attrs`` (as
+    attributes, e.g. ``nn.BatchNorm2d``), imports of those or from ``modules``, and star imports from fastai."""
+    from course.grading.worker import strip_magics
+
+    try:
+        tree = ast.parse(strip_magics(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return []  # such a cell did not run at all; its checks say so
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in names | attrs:
+            found.add(node.attr)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            module = getattr(node, "module", None) or ""
+            for alias in node.names:
+                full = f"{module}.{alias.name}" if module else alias.name
+                star = alias.name == "*" and module.startswith("fastai")
+                if alias.name in names | attrs or (modules and full.startswith(modules)) or star:
+                    found.add(f"an import of {full}")
+    return sorted(found)

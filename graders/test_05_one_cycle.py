@@ -11,7 +11,6 @@ or when it matches what the student's own earlier function gives (so one mistake
 
 from __future__ import annotations
 
-import ast
 import functools
 import math
 import warnings
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 
 from course.grading import Ref
 
-from .checks import CheckFailed, assert_close, fail
+from .checks import CheckFailed, assert_close, borrowed, fail
 from .strategies import settings_for_graders, settings_for_slow_graders
 
 pytestmark = pytest.mark.ex5
@@ -103,31 +102,6 @@ def reference_trace() -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the answer must be the student's own code, not the oracle imported for the visible tests ----------------------
-def borrowed(source: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()) -> list[str]:
-    """What an answer cell's code takes from elsewhere: ``names`` (as names or attributes), ``attrs`` (as
-    attributes, e.g. ``nn.BatchNorm2d``), imports of those or from ``modules``, and star imports from fastai."""
-    from course.grading.worker import strip_magics
-
-    try:
-        tree = ast.parse(strip_magics(source))
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return []  # such a cell did not run at all; its checks say so
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in names:
-            found.add(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr in names | attrs:
-            found.add(node.attr)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            module = getattr(node, "module", None) or ""
-            for alias in node.names:
-                full = f"{module}.{alias.name}" if module else alias.name
-                star = alias.name == "*" and module.startswith("fastai")
-                if alias.name in names | attrs or (modules and full.startswith(modules)) or star:
-                    found.add(f"an import of {full}")
-    return sorted(found)
-
-
 def check_own_code(worker, task: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()):
     used = borrowed(worker.submission.cells.get(task, ""), names, attrs, modules)
     if used:
