@@ -153,6 +153,12 @@ def cmd_reference_train(args) -> int:
     for name, run in manifest["runs"].items():
         book = f"{run['book_accuracy']:.2%}" if run["book_accuracy"] is not None else "-"
         print(f"{name:<20}{book:>8}{run['final_accuracy']:>8.2%}{run['seconds']:>9.1f}")
+        if "seed_spread" in run:
+            sp = run["seed_spread"]
+            spread = f"mean {sp['mean']:.2%}, std {sp['std']:.2%}, {sp['min']:.2%}-{sp['max']:.2%}"
+            print(f"  {len(sp['seeds'])} seeds: {spread}")
+    for name, budget in manifest.get("budgets", {}).items():
+        print(f"{name:<20}{'grader':>8}{budget['accuracy']:>8.2%}{budget['seconds']:>9.1f}")
     return 0
 
 
@@ -174,8 +180,16 @@ def cmd_grade(args) -> int:
     """Grade submissions with the hidden graders; results.json per submission and a class grades.csv."""
     from course.grading.grade import grade_all
 
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     results = grade_all(
-        args.submissions, args.out, jobs=args.jobs, root=args.root, force=args.force, progress=not args.quiet
+        args.submissions,
+        args.out,
+        jobs=args.jobs,
+        root=args.root,
+        force=args.force,
+        progress=not args.quiet,
+        cell_timeout=args.cell_timeout,
     )
     for r in sorted(results, key=lambda r: (r["extra"]["student"], r["extra"]["notebook"])):
         print(f"  {r['extra']['student']:<20} {r['extra']['notebook']:<22} {r['score']:>5g} / {r['max_score']:g}")
@@ -183,6 +197,11 @@ def cmd_grade(args) -> int:
     if weaker:
         print(f"note: some submissions ran with weaker isolation ({', '.join(weaker)}); install bubblewrap")
     print(f"wrote {len(results)} results.json and {Path(args.out) / 'grades.csv'}")
+    if args.gradebook:
+        from course.grading.gradebook import write_gradebook
+
+        n = write_gradebook(results, args.gradebook)
+        print(f"wrote {n} grades and the hidden feedback into the nbgrader gradebook {args.gradebook}")
     return 0
 
 
@@ -249,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds one answer cell or one check's call may run (default 60)",
+    )
+    grade.add_argument(
+        "--gradebook",
+        metavar="URL",
+        help="also write the scores into this nbgrader gradebook (e.g. sqlite:///gradebook.db, made by nbgrader "
+        "generate_assignment or autograde), overriding the autograded scores of the visible tests",
     )
     grade.set_defaults(func=cmd_grade)
     return p

@@ -2,8 +2,8 @@
 
 Oracles: ``nn.BatchNorm2d`` (training and evaluation, running statistics over several steps, momentum and eps
 variants, gradients), ``nn.GroupNorm`` / ``nn.InstanceNorm2d`` for the other kinds, the reference network
-(``graders/reference/weights/r6_final.pt``, built from the reference implementations of ``solutions/``) and a
-short training run of the reference implementation in the trusted process.
+(``graders/reference/weights/r6_final.pt``, built from the reference implementations of ``solutions/``) and the
+reference implementation's accuracy after the same short training run (the manifest's ``budgets``).
 
 The final-model task (6.3) trains for minutes on the full data set, so its answer cell is not executed: the
 checks read what it trains (its source) and run the same recipe, shortened, with the student's own
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.ex6
 
 WEIGHTS = Path(__file__).resolve().parent / "reference" / "weights"
 WIDTHS = [(1, 8, 5, True), (8, 16, 3, True), (16, 32, 3, True), (32, 64, 3, True), (64, 10, 3, False)]
-SHORT_RUN = {"n_train": 12288, "bs": 256, "epochs": 2, "lr": 0.1, "n_test": 2000}  # ~97%, +-0.1 across seeds
+SHORT_RUN = "ex6_short_run"  # the manifest budget: 2 epochs of 1cycle on 12,288 images, ~97%, +-0.1 across seeds
 ACCURACY_TOLERANCE = 0.02  # the short run may fall at most 2 points below the reference (20x the seed spread)
 
 
@@ -247,51 +247,40 @@ def test_final_cell_trains_the_chapter_recipe(worker):
         fail(f"{want}; found {shown}")
 
 
-@functools.cache
-def reference_short_run(ref_module) -> float:
-    from course.grading import probelib
-
-    x, y, x_test, y_test, mean, std = mnist()
-    s = SHORT_RUN
-    res = single_threaded(
-        probelib.fit,
-        ref_module.simple_cnn_bn,
-        x[: s["n_train"]],
-        y[: s["n_train"]],
-        x_test[: s["n_test"]],
-        epochs=s["epochs"],
-        lr=s["lr"],
-        bs=s["bs"],
-        mean=mean,
-        std=std,
-    )
-    return accuracy(res["logits"], y_test[: s["n_test"]])
+def short_run(manifest) -> dict:
+    """The grader budget of the final recipe, with the reference implementation's accuracy at that budget."""
+    budget = manifest.get("budgets", {}).get(SHORT_RUN)
+    if budget is None:
+        pytest.fail(f"graders/reference has no budget {SHORT_RUN!r}: run `course reference train`")
+    return budget
 
 
 @pytest.mark.task("ex6_final")
-def test_final_recipe_short_run_reaches_the_reference(worker, references):
+def test_final_recipe_short_run_reaches_the_reference(worker, manifest):
     """simple_cnn_bn() trained with fit_one_cycle(lr_max 0.1) on a subset, against the reference at the same budget."""
     x, y, x_test, y_test, mean, std = mnist()
-    s = SHORT_RUN
+    s = short_run(manifest)
     what = (
         f"your simple_cnn_bn() trained with fit_one_cycle({s['epochs']}, {s['lr']}) on {s['n_train']} training "
         f"images (bs {s['bs']}), accuracy on {s['n_test']} test images"
     )
     res = worker.helper(
         "fit",
-        Ref("simple_cnn_bn"),
+        Ref(s["factory"]),
         x[: s["n_train"]],
         y[: s["n_train"]],
         x_test[: s["n_test"]],
         epochs=s["epochs"],
         lr=s["lr"],
         bs=s["bs"],
+        schedule=s["schedule"],
         mean=mean,
         std=std,
+        seed=s["seed"],
         what=what,
     )
     got = accuracy(res.get("logits") if isinstance(res, dict) else None, y_test[: s["n_test"]])
-    want = reference_short_run(references["ex6"])
+    want = float(s["accuracy"])
     if not got >= want - ACCURACY_TOLERANCE:
         fail(
             f"{what}: {got:.2%}, expected at least {want - ACCURACY_TOLERANCE:.2%} (the reference implementation "

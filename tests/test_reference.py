@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course.reference import RUNS, train_reference, verify_reference
+from course.reference import BUDGETS, RUNS, train_reference, verify_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "graders" / "reference"
@@ -36,6 +36,15 @@ def test_manifest_covers_every_run_next_to_the_book(manifest):
     assert manifest["runs"]["r1_sample"]["params"] == 6722
     assert manifest["runs"]["r6_final"]["params"] == 30542
     assert manifest["runs"]["r6_final"]["final_accuracy"] >= 0.99
+    spread = manifest["runs"]["r6_final"]["seed_spread"]
+    assert spread["seeds"][0] == manifest["seed"] and len(spread["seeds"]) == len(set(spread["seeds"])) == 5
+    assert spread["accuracy"][0] == manifest["runs"]["r6_final"]["final_accuracy"]
+    assert spread["min"] <= spread["mean"] <= spread["max"] and spread["mean"] >= 0.99
+    assert set(manifest["budgets"]) == {b.name for b in BUDGETS}
+    for budget in BUDGETS:
+        entry = manifest["budgets"][budget.name]
+        assert entry["device"] == "cpu" and entry["threads"] == 1 and entry["n_train"] == budget.n_train
+        assert 0.9 <= entry["accuracy"] <= 1
 
 
 def test_final_weights_load_safely_into_the_bn_network(manifest):
@@ -74,12 +83,15 @@ def test_tampering_is_caught(tmp_path):
 
 @pytest.mark.slow
 def test_cpu_retrain_agrees_with_the_manifest(manifest, tmp_path):
-    """A short retrain (1-epoch runs) lands within the manifest's tolerances; schedules match exactly."""
+    """A short retrain (1-epoch runs, the grader budget) lands within the manifest's tolerances; schedules match."""
     names = ["r4_one_cycle", "r5_batchnorm"]
+    budgets = [b.name for b in BUDGETS]
     fresh = train_reference(
-        tmp_path / "ref", device="cpu", seed=manifest["seed"], only=names, root=ROOT, progress=False
+        tmp_path / "ref", device="cpu", seed=manifest["seed"], only=names + budgets, root=ROOT, progress=False
     )
     tol = manifest["tolerances"]
+    for name in budgets:  # the graders compare students with this number: it must be what a CPU rerun gives
+        assert abs(fresh["budgets"][name]["accuracy"] - manifest["budgets"][name]["accuracy"]) <= tol["accuracy_abs"]
     with np.load(REF / "traces.npz") as ref_traces, np.load(tmp_path / "ref" / "traces.npz") as new_traces:
         for name in names:
             ours, theirs = fresh["runs"][name], manifest["runs"][name]

@@ -225,25 +225,26 @@ def fit(
     class Trace(Callback):
         order = 1000  # after every scheduler has set this batch's hyper-parameters
 
+        # (names that are not Learner attributes: fastai warns when a callback shadows one, e.g. `moms`)
         def before_fit(self):
-            self.lrs, self.moms, self.losses = [], [], []
+            self.lr_trace, self.mom_trace, self.loss_trace = [], [], []
 
         def before_batch(self):
             if self.training:
                 hp = self.opt.hypers[-1]
-                self.lrs.append(float(hp["lr"]))
-                self.moms.append(float(hp.get("mom", float("nan"))))
+                self.lr_trace.append(float(hp["lr"]))
+                self.mom_trace.append(float(hp.get("mom", float("nan"))))
 
         def after_loss(self):
             if self.training:
-                self.losses.append(float(self.loss))
+                self.loss_trace.append(float(self.loss))
 
     trace = Trace()
     learn = Learner(DataLoaders(*dls, device="cpu"), net, loss_func=nn.functional.cross_entropy, cbs=[trace])
     with learn.no_logging(), learn.no_bar():
         getattr(learn, schedule)(epochs, lr, cbs=list(cbs or []))
     logits = None if x_test is None else predict(net, x_test, mean=mean, std=std)
-    return {"lrs": trace.lrs, "moms": trace.moms, "losses": trace.losses, "logits": logits}
+    return {"lrs": trace.lr_trace, "moms": trace.mom_trace, "losses": trace.loss_trace, "logits": logits}
 
 
 def figure_summary(obj, close: bool = True) -> dict:
