@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from course.grading.grade import discover, grade_all
+from course.grading.grade import _run_graders, discover, grade_all
 from course.grading.submission import load_submission
 from course.notebooks import EXERCISES, nbgrader_meta
 
@@ -185,6 +187,30 @@ def test_grades_csv_and_rerun_is_identical(graded):
     assert not list(out.rglob("*.partial"))
 
 
+def _sandbox_workers() -> set[int]:
+    """Pids of running sandbox workers (``python ... -m course.grading.worker``), read from /proc."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if b"course.grading.worker" in cmd and b"bwrap" not in cmd[0]:
+            pids.add(int(entry.name))
+    return pids
+
+
+def test_a_grader_past_its_time_limit_is_stopped_with_its_sandbox():
+    before = _sandbox_workers()
+    job = discover([ROOT / "solutions" / NB2 / f"{NB2}.ipynb"])[0]
+    rows, _, problem = _run_graders(job, ROOT, timeout=3, cell_timeout=60)  # the sandbox alone takes ~2 s to start
+    assert rows == [] and problem == "grading took longer than 3 s and was stopped"
+    deadline = time.monotonic() + 5
+    while _sandbox_workers() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sandbox_workers() - before, "the sandbox outlived its grader"
+
+
 def test_discover_understands_nbgrader_trees(tmp_path):
     nb = tmp_path / "submitted" / "ada" / NB2 / f"{NB2}.ipynb"
     nb.parent.mkdir(parents=True)
@@ -229,3 +255,50 @@ def test_wrong_variant_loses_exactly_its_task(wrong_graded, ex, task, source):
     nb_name = EXERCISES[ex]
     want = {t: (0.0 if t == task else p) for t, p in points(nb_name).items()}
     assert task_scores(wrong_graded[(task, nb_name)]) == want
+
+
+@pytest.fixture(scope="module")
+def gradebook(tmp_path_factory):
+    """An nbgrader course with ex2 generated into its gradebook, as `nbgrader generate_assignment` leaves it."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("nbgrader-course")
+    (base / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.course_id = 'test'\nc.CourseDirectory.root = {str(base)!r}\n"
+    )
+    shutil.copytree(ROOT / "solutions" / NB2, base / "source" / NB2)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", NB2, "--force"]
+    subprocess.run(cmd, cwd=base, env=env, check=True, capture_output=True)
+    return base / "gradebook.db"
+
+
+def test_scores_and_feedback_go_into_the_nbgrader_gradebook(graded, gradebook):
+    from nbgrader.api import Gradebook
+
+    from course.grading.gradebook import write_gradebook
+
+    by, _, _ = graded
+    results = [by[s] for s in ("solution", "unanswered", "hostile_infinite_loop")]
+    url = f"sqlite:///{gradebook}"
+    assert write_gradebook(results, url) >= 3 * len(points(NB2))  # at least one test cell per task
+    full = sum(points(NB2).values())
+    with Gradebook(url, course_id="") as gb:
+        scores = {s: gb.find_submission_notebook(NB2, NB2, s).score for s in ("solution", "unanswered")}
+        assert scores == {"solution": full, "unanswered": 0}
+        hostile = gb.find_submission_notebook(NB2, NB2, "hostile_infinite_loop")
+        assert hostile.score == full - points(NB2)["ex2_receptive_field"]
+        comment = gb.find_comment("ex2_receptive_field", NB2, NB2, "hostile_infinite_loop").manual_comment
+        assert comment.startswith("Hidden graders: 0 / ") and "timeout" in comment.lower()
+    zeroed = json.loads(json.dumps(by["solution"]))
+    for t in zeroed["tests"]:
+        t["status"], t["score"] = "failed", 0.0
+    wrong = json.loads(json.dumps(by["solution"]))
+    wrong["extra"]["notebook"] = "01_kernels"  # an assignment this gradebook does not have
+    with pytest.raises(ValueError, match="no assignment '01_kernels'"):
+        write_gradebook([zeroed, wrong], url)
+    with Gradebook(url, course_id="") as gb:  # everything is checked before anything is written
+        assert gb.find_submission_notebook(NB2, NB2, "solution").score == full
+    with pytest.raises(FileNotFoundError, match="no nbgrader gradebook"):
+        write_gradebook(results, f"sqlite:///{gradebook.parent / 'missing.db'}")

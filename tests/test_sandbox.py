@@ -551,6 +551,18 @@ def test_timeouts_kill_and_restart_the_worker():
         assert later.status == "skipped" and "timeout after 1 s in probe" in later.detail
 
 
+def test_a_worker_out_of_restarts_reports_what_stopped_it():
+    sandbox = Sandbox(Limits(probe_seconds=1, max_restarts=1))
+    with sandbox.session(cells(spin="def spin():\n    while True: pass\ndef f():\n    return 1")) as s:
+        assert s.call("spin").status == "timeout"
+        assert s.restart() and s.call("f").value == 1  # the one restart
+        assert s.call("spin").status == "timeout"
+        assert not s.restart()
+        skipped = s.call("f")
+        assert skipped.status == "skipped" and "timeout after 1 s in probe" in skipped.detail
+        assert "no restart is left" in skipped.detail and "restarted by the grader" not in skipped.detail
+
+
 def test_crashes_are_reported_with_their_cause():
     sandbox = Sandbox(Limits(probe_seconds=10))
     with sandbox.session(cells(crash="import ctypes\ndef segfault():\n    return ctypes.string_at(0)")) as s:

@@ -1,7 +1,8 @@
 """``course grade``: grade submissions with the hidden graders, in parallel, resumably.
 
 For each submitted notebook, ``pytest graders/test_NN_topic.py --submission PATH`` runs in its own process
-(the trusted side; student code runs in its sandboxed worker) and its per-check outcomes become one
+(the trusted side; student code runs in its sandboxed worker), forked from a server that has imported torch,
+fastai and nbformat once for the whole batch. Its per-check outcomes become one
 Gradescope-style ``results.json`` per submission: one test per task, worth the task's points, passed only
 when all of its hidden checks pass. A class ``grades.csv`` sums them up.
 
@@ -13,11 +14,12 @@ written to a temporary name and renamed, so a result is either complete or absen
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -109,14 +111,46 @@ def _atomic_write(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def _run_graders(job: Job, root: Path, timeout: float, cell_timeout: float) -> tuple[list[dict], dict, str]:
+@functools.lru_cache(maxsize=1)
+def _grader_context():
+    """A ``forkserver`` context whose server has imported ``course.grading.preload``; graders are forked from it.
+
+    The server runs no student code and no torch computation before it forks (no thread pools to inherit),
+    so each grader starts in milliseconds instead of re-importing torch, fastai and nbformat.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["course.grading.preload"])
+    return ctx
+
+
+def _pytest_child(args: list[str], root: str, log: str, threads: int) -> None:
+    """In the forked grading process: quiet stdio into ``log``, then one pytest session (exit code = pytest's)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(root)
+    sys.dont_write_bytecode = True
+    # only the plugins the graders use: entry-point plugins (anyio's, via fastai) were imported by the fork server
+    # before pytest could install its assertion rewriting, which pytest would warn about (an error here)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    import pytest
+    import torch
+
+    torch.set_num_threads(threads)
+    code = pytest.main(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
+
+
+def _run_graders(
+    job: Job, root: Path, timeout: float, cell_timeout: float, threads: int = 1
+) -> tuple[list[dict], dict, str]:
     """Run the exercise's grader file on one submission; (check rows, sandbox info, problem or '')."""
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        out = Path(tmp) / "checks.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
+        out, log = Path(tmp) / "checks.json", Path(tmp) / "pytest.log"
+        args = [
             str(root / "graders" / f"test_{job.notebook}.py"),
             "--submission",
             str(job.path),
@@ -124,6 +158,12 @@ def _run_graders(job: Job, root: Path, timeout: float, cell_timeout: float) -> t
             job.exercise,
             "--grade-results",
             str(out),
+            "--cell-timeout",
+            f"{cell_timeout:g}",
+            "--probe-timeout",
+            f"{cell_timeout:g}",
+            "-p",
+            "_hypothesis_pytestplugin",
             "-p",
             "no:cacheprovider",
             "-q",
@@ -131,13 +171,20 @@ def _run_graders(job: Job, root: Path, timeout: float, cell_timeout: float) -> t
             "--rootdir",
             str(root),
         ]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-        try:
-            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
+        proc = _grader_context().Process(target=_pytest_child, args=(args, str(root), str(log), threads))
+        proc.start()
+        proc.join(timeout)
+        timed_out = proc.is_alive()
+        if timed_out:
+            proc.kill()  # its sandbox (bwrap --die-with-parent) goes with it
+            proc.join()
+        exitcode = proc.exitcode
+        proc.close()
+        if timed_out:
             return [], {}, f"grading took longer than {timeout:.0f} s and was stopped"
         if not out.is_file():
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            tail = text.strip().splitlines()[-3:] or [f"exit code {exitcode}"]
             return [], {}, "the grader could not run: " + " | ".join(tail)[:500]
         data = json.loads(out.read_text())
         return data["checks"], data.get("sandbox", {}), ""
@@ -150,6 +197,7 @@ def grade_one(
     force: bool = False,
     timeout: float = 900,
     cell_timeout: float = 60,
+    threads: int = 1,
 ) -> dict:
     """Grade one submission into ``out_dir/<student>/<notebook>/results.json``; reuse an up-to-date result."""
     root, out_dir = Path(root).resolve(), Path(out_dir)
@@ -160,7 +208,7 @@ def grade_one(
         old = json.loads(target.read_text())
         if old.get("extra", {}).get("submission_sha256") == sub.sha256 and old["extra"].get("graders") == fp:
             return old
-    rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout)
+    rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout, threads)
     tests = []
     for task in sub.tasks:
         checks = [r for r in rows if r["task"] == task.grade_id]
@@ -233,15 +281,21 @@ def write_grades_csv(results: list[dict], path: str | os.PathLike) -> None:
 def grade_all(
     paths, out_dir, jobs: int = 2, root=".", force: bool = False, progress: bool = True, cell_timeout: float = 60
 ) -> list[dict]:
-    """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv."""
+    """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv.
+
+    The graders are started through :mod:`multiprocessing` (``forkserver``), so a script that calls this
+    needs the usual ``if __name__ == "__main__":`` guard.
+    """
     from tqdm.auto import tqdm
 
     todo = discover(paths)
     if not todo:
         raise FileNotFoundError(f"no submissions named like the exercises under {', '.join(map(str, paths))}")
+    jobs = max(1, jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # torch threads per trusted grader; workers use one each
     results = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grade_one, job, out_dir, root, force, 900, cell_timeout): job for job in todo}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(grade_one, job, out_dir, root, force, 900, cell_timeout, threads): job for job in todo}
         with tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress) as bar:
             for fut in as_completed(futures):
                 results.append(fut.result())

@@ -318,8 +318,12 @@ class Session:
 
     def restart(self) -> bool:
         """A fresh worker with the cells replayed (stored ``$refs`` are lost); False when no restart is left."""
-        self._kill("restarted by the grader")
-        return self._respawn(replay_until=len(self.cell_specs))
+        self._kill("restarted by the grader" if self.alive else None)
+        if self._respawn(replay_until=len(self.cell_specs)):
+            return True
+        if not self.stops or not self.stops[-1].endswith("no restart is left"):
+            self.stops.append(f"{self._why()}; no restart is left")
+        return False
 
     def close(self) -> None:
         if self.alive:
@@ -513,7 +517,9 @@ class Session:
             self._worker.kill()
 
     def _why(self) -> str:
-        return self.stops[-1] if self.stops else "the worker is not running"
+        """Why the worker is not running: the last stop that was not the grader's own restart."""
+        real = [s for s in self.stops if s != "restarted by the grader"]
+        return real[-1] if real else "the worker is not running"
 
 
 def _safe_id(grade_id: str) -> str:
