@@ -149,6 +149,12 @@ def test_results_tables_show_book_and_ours(reference):
     assert "rebuild the site" in runs.results_table(None, command_available=True)
     assert "| `fr_groupnorm` |" in runs.research_table(manifest)
     assert "99.12% | not yet trained |" in runs.epochs_table(manifest)
+    assert "random starts" not in runs.epochs_table(manifest)
+    manifest["runs"]["r6_final"] = {"epochs_table": [], "seed_spread": {"seeds": [42, 0], "mean": 0.992, "min": 0.9914,
+                                                                         "max": 0.9926}}  # fmt: skip
+    assert "from 2 different random starts ends between 99.14% and 99.26%, 99.20% on average" in runs.epochs_table(
+        manifest
+    )
 
 
 def make_state(tmp_path, reference=None) -> hooks.State:
@@ -176,6 +182,33 @@ def test_markers_become_figures_notes_and_tables(tmp_path, monkeypatch):
         in status
     )
     assert "`course check 01_kernels` runs" in hooks.fill_markers("<!-- course-check: ex1 -->", "x.md", state)
+
+
+def test_benchmark_markers_show_the_last_measured_numbers(tmp_path):
+    from mkdocs.exceptions import PluginError
+
+    state = hooks.State(repo_root=tmp_path, docs_dir=ROOT / "docs")
+    note = hooks.fill_markers("<!-- benchmark: grading -->", "instructor.md", state)
+    assert "Not measured yet" in note and "benchmarks/bench_grading.py" in note
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    grading = {
+        "one_submission_seconds": 31.44, "one_submission_notebooks": 6, "batch_seconds": 69.61, "batch_notebooks": 20,
+        "nbgrader_autograde_seconds": 368.36, "speedup": 5.29, "jobs": 2, "all_full_marks": True,
+        "isolation": ["bwrap"], "cpu_count": 2,
+    }  # fmt: skip
+    (results / "grading.json").write_text(json.dumps(grading))
+    md = hooks.fill_markers("<!-- benchmark: grading -->", "instructor.md", state)
+    assert "| `course grade`, batch of 20 notebooks (`--jobs 2`) | 69.6 |" in md
+    assert "| `nbgrader autograde`, the same 20 notebooks | 368.4 |" in md and "**5.3×** faster" in md
+    (results / "grading.json").write_text(json.dumps({"speedup": 5}))
+    with pytest.raises(PluginError, match="grading.json is not what benchmarks/bench_grading.py writes"):
+        hooks.fill_markers("<!-- benchmark: grading -->", "instructor.md", state)
+    with pytest.raises(PluginError, match="no benchmark named 'nope'"):
+        hooks.fill_markers("<!-- benchmark: nope -->", "instructor.md", state)
+    committed = hooks.State(repo_root=ROOT, docs_dir=ROOT / "docs")
+    for name in ("grading", "reference", "pipeline", "batchnorm"):  # what the committed scripts wrote renders
+        assert "|---|" in hooks.fill_markers(f"<!-- benchmark: {name} -->", "x.md", committed)
 
 
 def test_missing_node_modules_says_to_run_npm_ci(tmp_path):

@@ -9,7 +9,8 @@ Pages hold markers that this module fills in at build time:
 - ``<!-- exercise: exN -->``, ``<!-- exercise-overview -->`` task tables read from the notebooks;
 - ``<!-- cli-status -->``, ``<!-- course-check: exN -->``, ``<!-- coming-soon -->`` which ``course``
   commands this checkout provides;
-- ``<!-- playground-data -->`` the digits the playground page works on, as inline JSON.
+- ``<!-- playground-data -->`` the digits the playground page works on, as inline JSON;
+- ``<!-- benchmark: NAME -->`` the last measured results of ``benchmarks/bench_NAME.py``.
 
 It also copies MathJax and the iframe-worker shim from ``node_modules`` (``npm ci``) into the site.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-from course.site import exercises, figures, quiz, runs
+from course.site import benchmarks, exercises, figures, quiz, runs
 from course.site.cache import ENV_SITE_CACHE, FigureCache
 
 __all__ = ["MARKER", "State", "fill_markers", "on_config", "on_files", "on_page_markdown", "on_post_build"]
@@ -227,6 +228,11 @@ def fill_markers(markdown: str, page_uri: str, state: State) -> str:
             return f"*A `course check {slug}` command that prints a table of points is not in this checkout yet.*\n"
         if name == "playground-data":
             return _playground_data(state)
+        if name == "benchmark":
+            try:
+                return benchmarks.render_benchmark(state.repo_root, arg)
+            except (KeyError, ValueError) as exc:
+                raise PluginError(f"{page_uri}: {exc}") from exc
         raise PluginError(f"{page_uri}: unknown marker <!-- {m.group(0)[4:-3].strip()} -->")
 
     return MARKER.sub(sub, markdown)

@@ -333,6 +333,13 @@ def epochs_table(manifest: dict | None, key: str = "r6_final") -> str:
     for i, (tl, vl, acc) in enumerate(BOOK_R6_EPOCHS):
         ours = _pct(got[i]["accuracy"]) if i < len(got) else "not yet trained"
         rows.append(f"| {i} | {tl:.4f} | {vl:.4f} | {_pct(acc)} | {ours} |")
+    spread = ((manifest or {}).get("runs", {}).get(key) or {}).get("seed_spread")
+    if spread:
+        rows.append(
+            f"\nThe same recipe from {len(spread['seeds'])} different random starts ends between "
+            f"{_pct(spread['min'])} and {_pct(spread['max'])}, {_pct(spread['mean'])} on average: differences "
+            "of a tenth of a point between two single runs are luck."
+        )
     return "\n".join(rows) + "\n"
 
 
