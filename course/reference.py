@@ -30,7 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BUDGETS", "RUNS", "Budget", "Run", "load_references", "run_budget", "train_reference", "verify_reference"]
+__all__ = [
+    "BUDGETS",
+    "RUNS",
+    "Budget",
+    "Run",
+    "load_references",
+    "run_budget",
+    "train_reference",
+    "train_run",
+    "verify_reference",
+]
 
 DEFAULT_OUT = Path("graders") / "reference"
 SCHEMA = 1
@@ -312,6 +322,16 @@ def run_budget(budget: Budget, refs, seed: int) -> dict:
         "accuracy": accuracy,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def train_run(name: str, refs=None, device: str = "cpu", seed: int = 42, root: str | os.PathLike = ".") -> dict:
+    """Train one of ``RUNS`` in this process without writing artifacts: per-epoch ``table``, ``seconds``, ``state``."""
+    import torch
+
+    run = next((r for r in RUNS if r.name == name), None)
+    if run is None:
+        raise ValueError(f"unknown run {name!r}; choose from {[r.name for r in RUNS]}")
+    return _train(run, refs or load_references(root), torch.device(device), seed, progress=False)
 
 
 def _stats_arrays(cb) -> dict[str, np.ndarray]:
