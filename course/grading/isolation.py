@@ -87,15 +87,16 @@ def bwrap_args(course: str, inputs: str, tmpfs_bytes: int) -> list[str]:
             args += ["--ro-bind", top, top]
     for etc in _ETC:
         args += ["--ro-bind-try", etc, etc]
+    size = str(tmpfs_bytes)
+    # /tmp first: a Python or venv that lives below /tmp is then bound on top of the tmpfs, not hidden by it
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     binds = [(p, p) for p in _python_dirs()] + [(course, f"{SANDBOX_LIB}/course"), (inputs, SANDBOX_INPUTS)]
-    parents = {str(a) for _, dest in binds for a in Path(dest).parents if str(a) != "/"}
+    parents = {str(a) for _, dest in binds for a in Path(dest).parents if str(a) not in ("/", "/tmp")}
     for d in sorted(parents | {SANDBOX_SCRATCH}, key=lambda d: (d.count("/"), d)):
         args += ["--perms", "0755", "--dir", d]  # bwrap would make them 0700: the per-run uid must traverse
     for src, dest in binds:
         args += ["--ro-bind", src, dest]
-    size = str(tmpfs_bytes)
     args += ["--perms", "1777", "--size", size, "--tmpfs", SANDBOX_SCRATCH]
-    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
     return args
 
