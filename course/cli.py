@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     rtrain.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available, else cpu")
     rtrain.add_argument("--out", default="graders/reference", help="artifact folder (default: graders/reference)")
     rtrain.add_argument("--seed", type=int, default=42, help="seed for every run (default 42)")
-    rtrain.add_argument("--only", help="comma-separated run names (default: all runs)")
+    rtrain.add_argument(
+        "--only", help="comma-separated run or grader-budget names, e.g. r6_final,ex6_short_run (default: all)"
+    )
     rtrain.set_defaults(func=cmd_reference_train)
     rver = rsub.add_parser("verify", help="check the artifacts against their manifest (hashes, loadability)")
     rver.add_argument("--dir", default="graders/reference", help="artifact folder (default: graders/reference)")
