@@ -7,10 +7,11 @@ read-only, on a root that is itself remounted read-only; tmpfs ``/sandbox/scratc
 ``$HOME``) and ``/tmp`` are the only writable places.
 The repository root is never mounted, so ``graders/``, ``solutions/``, other submissions and the data
 folder do not exist inside. Namespaces: pid, ipc, uts, net (no network, not even the host's
-loopback), cgroup; all capabilities are dropped. When the grader runs as root, bwrap keeps
-CAP_SETUID/CAP_SETGID just long enough for the worker to switch to a random unprivileged uid (so that
-RLIMIT_NPROC applies and no host file is writable through ownership); otherwise bwrap maps the user
-into a new user namespace and forbids nested ones.
+loopback), cgroup; all capabilities are dropped, and a seccomp filter (``course.grading.seccomp``)
+refuses new namespaces, mounts, tracing and memory the limits cannot see. When the grader runs as root,
+bwrap keeps CAP_SETUID/CAP_SETGID just long enough for the worker to switch to a random unprivileged uid
+(so that RLIMIT_NPROC applies and no host file is writable through ownership); otherwise bwrap maps the
+user into a new user namespace and forbids nested ones. ``/dev/shm`` is a small tmpfs of its own.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def worker_env(home: str, tmp: str, lib: str, threads: int) -> dict[str, str]:
     }
 
 
-def bwrap_args(course: str, inputs: str, tmpfs_bytes: int) -> list[str]:
+def bwrap_args(course: str, inputs: str, tmpfs_bytes: int, seccomp_fd: int | None = None) -> list[str]:
     """bwrap options (without the command): see the module docstring."""
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--cap-drop", "ALL"]
     if os.geteuid() == 0:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # the worker drops to a per-run uid
@@ -97,7 +100,9 @@ def bwrap_args(course: str, inputs: str, tmpfs_bytes: int) -> list[str]:
     for src, dest in binds:
         args += ["--ro-bind", src, dest]
     args += ["--perms", "1777", "--size", size, "--tmpfs", SANDBOX_SCRATCH]
-    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(tmpfs_bytes // 4), "--tmpfs", "/dev/shm"]
+    args += ["--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
     return args
 
 
@@ -135,31 +140,54 @@ def bwrap_problem() -> str | None:
     return None
 
 
-def report(mode: str, fallback_reason: str, limits) -> tuple[list[str], list[str]]:
-    """What the sandbox enforces outside the worker, and what is weaker than intended."""
+def report(mode: str, fallback_reason: str, limits, group: str | None, seccomp: bool) -> tuple[list[str], list[str]]:
+    """What the sandbox enforces outside the worker, and what is weaker than intended.
+
+    ``group``: "v1"/"v2" when a cgroup holds the whole sandbox, else why not; ``seccomp``: the filter applied.
+    """
+    cpu = "CPU time of the whole sandbox" if group in ("v1", "v2") else "wall clock"
     common = [
-        f"wall clock: {limits.cell_seconds:g} s per cell, {limits.probe_seconds:g} s per probe, "
+        f"time: {limits.cell_seconds:g} s per cell, {limits.probe_seconds:g} s per probe ({cpu}), "
         f"{limits.run_seconds:g} s per run; then the worker is killed",
         f"output: first {limits.output_bytes >> 10} KiB of stdout and of stderr kept",
         "environment: scrubbed (fixed allow-list, no COURSE_DATA, no credentials)",
-        "replies: JSON only, validated on the trusted side (no pickle)",
+        f"replies: JSON only, at most {limits.reply_bytes >> 20} MiB each, validated on the trusted side (no pickle)",
     ]
+    enforced, weaker = [], []
+    if group in ("v1", "v2"):
+        enforced.append(
+            f"whole sandbox (cgroup {group}): {_gib(limits.memory_bytes)} memory with shared memory and tmpfs "
+            f"files, {limits.pids} processes and threads, {limits.cpus:g} CPU (hard quota, equal share)"
+        )
+    else:
+        weaker.append(f"no cgroup ({group}): memory and processes are limited per process only, CPU is not shared")
     if mode == "bwrap":
-        return [
+        enforced += [
             "filesystem: read-only system, Python install, venv and course package only; "
             "repository, graders, solutions and data not mounted",
-            f"writable: tmpfs scratch and /tmp only ({limits.tmpfs_bytes >> 20} MiB each), gone after the run",
+            f"writable: tmpfs scratch and /tmp ({limits.tmpfs_bytes >> 20} MiB each), /dev/shm "
+            f"({limits.tmpfs_bytes >> 22} MiB), gone after the run",
             "network: none (new network namespace)",
             "processes: new pid, ipc and uts namespaces; killed with the grader",
             "capabilities: all dropped, no new privileges",
-            *common,
-        ], []
-    return common, [
+        ]
+        if seccomp:
+            enforced.append(
+                "system calls (seccomp): no new namespaces, mounts, ptrace, SysV shared memory, memfd, bpf, io_uring"
+            )
+        else:
+            weaker.append("system calls: no seccomp filter for this architecture (new user namespaces possible)")
+        return enforced + common, weaker
+    return enforced + common, weaker + [
         f"no bwrap ({fallback_reason}): files this user can read or write are exposed",
         "network: not blocked",
-        "processes: no pid namespace; children that leave the process group survive a kill",
+        "processes: no pid namespace",
         "signals: the worker runs as the grader's user and can signal its processes",
     ]
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
 
 
 def exit_reason(rc: int | None, mode: str, limits) -> str:

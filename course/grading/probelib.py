@@ -2,6 +2,8 @@
 
 They run in the submission's process, so their results are data to check, not verdicts: each helper
 returns raw outputs (tensors, lists, shapes) and the trusted side compares them with its own oracle.
+The worker binds ``HELPERS`` before any submission code runs; a cell that edits this module changes
+nothing the graders call.
 Arguments arrive decoded (tensors, ndarrays, JSON values, objects named by ``Ref``).
 
 ========================= ==============================================================================
@@ -18,8 +20,9 @@ count_hooks(module)       hooks still registered on a module tree (forward, forw
 run_in_context(cm, ...)   enter ``cm``, run ``model`` on batches (optionally raise inside), exit;
                           hooks left afterwards
 fit(model, x, y, ...)     a fastai ``Learner`` run (``fit`` or ``fit_one_cycle``) with extra callbacks;
-                          per-batch ``lr``/``mom`` actually set on the optimizer, losses, test logits
-figure_summary(fig)       axes titles, labels, line data, image arrays, ``origin``, axis on/off
+                          per-batch ``lr``/``mom`` actually set on the optimizer, losses, the trained
+                          ``state_dict`` (and test logits when test images are given)
+figure_summary(fig)       axes titles, labels, line data (x and y), image arrays, ``origin``, axis on/off
 ========================= ==============================================================================
 """
 
@@ -198,7 +201,8 @@ def fit(
     Images (N, 1, H, W) uint8 become floats in [0, 1] (then normalized with ``mean``/``std`` if given),
     as in ``course.dataloaders.mnist_dls``. The first ``n_valid`` training items double as fastai's
     validation set, so no held-out label is needed. Returns the learning rates and momentums the
-    optimizer actually had at each training batch, per-batch training losses, and the test logits.
+    optimizer actually had at each training batch, per-batch training losses, the test logits (when
+    ``x_test`` is given) and the trained ``state`` (its ``state_dict``): graders evaluate that themselves.
     """
     import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
@@ -244,7 +248,14 @@ def fit(
     with learn.no_logging(), learn.no_bar():
         getattr(learn, schedule)(epochs, lr, cbs=list(cbs or []))
     logits = None if x_test is None else predict(net, x_test, mean=mean, std=std)
-    return {"lrs": trace.lr_trace, "moms": trace.mom_trace, "losses": trace.loss_trace, "logits": logits}
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return {
+        "lrs": trace.lr_trace,
+        "moms": trace.mom_trace,
+        "losses": trace.loss_trace,
+        "logits": logits,
+        "state": state,
+    }
 
 
 def figure_summary(obj, close: bool = True) -> dict:
@@ -268,6 +279,7 @@ def figure_summary(obj, close: bool = True) -> dict:
                 "ylabel": ax.get_ylabel(),
                 "axis_on": bool(ax.axison),
                 "lines": [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.lines],
+                "xlines": [np.asarray(line.get_xdata(), dtype=np.float64) for line in ax.lines],
                 "images": [
                     {"array": np.asarray(np.ma.filled(im.get_array(), np.nan), dtype=np.float64), "origin": im.origin}
                     for im in ax.images

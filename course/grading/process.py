@@ -20,9 +20,19 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from course.grading.cgroup import Cgroup
 from course.grading.protocol import CONFIG_ENV
 
-__all__ = ["Capture", "WorkerProcess"]
+__all__ = ["Capture", "WorkerProcess", "wall_cap"]
+
+_CGROUP_ENV = "COURSE_SANDBOX_CGROUP"
+# a shell joins the cgroup (one cgroup.procs file per hierarchy), forgets the variable, then becomes the command
+_JOIN_AND_EXEC = f'for f in ${_CGROUP_ENV}; do echo $$ > "$f" || exit 125; done; unset {_CGROUP_ENV}; exec "$@"'
+
+
+def wall_cap(cpu_seconds: float) -> float:
+    """Wall-clock limit for a step whose limit is counted in CPU time (a worker that sleeps uses none)."""
+    return 3 * cpu_seconds + 5
 
 
 class Capture:
@@ -59,8 +69,12 @@ class WorkerProcess:
         outputs: tuple[Capture, Capture],
         reply_bytes: int,
         exit_words: Callable[[int | None], str],
+        cgroup: Cgroup | None = None,
+        extra_fds: tuple[int, ...] = (),
+        reply_budget: int = 1 << 30,
     ):
-        self.reply_bytes, self.exit_words = reply_bytes, exit_words
+        self.reply_bytes, self.exit_words, self.cgroup = reply_bytes, exit_words, cgroup
+        self.reply_budget = self._budget0 = reply_budget  # reply bytes the worker may send in all, then it stops
         self.child_pid: int | None = None  # bwrap's sandbox init: killing it ends every process inside
         req_r, self._req = os.pipe()
         self._rep, rep_w = os.pipe()
@@ -71,10 +85,13 @@ class WorkerProcess:
             child_fds.append(info_w)
             cmd = [cmd[0], "--info-fd", str(info_w), *cmd[1:]]
         env = {**env, CONFIG_ENV: json.dumps({**cfg, "request_fd": req_r, "reply_fd": rep_w})}
+        if cgroup is not None:  # join the sandbox's group before anything else runs: all descendants stay in it
+            env[_CGROUP_ENV] = " ".join(cgroup.procs_files)
+            cmd = ["/bin/sh", "-c", _JOIN_AND_EXEC, "sh", *cmd]
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                pass_fds=child_fds, start_new_session=True, cwd=cwd,
+                pass_fds=[*child_fds, *extra_fds], start_new_session=True, cwd=cwd,
             )  # fmt: skip
         finally:
             for fd in child_fds:
@@ -90,24 +107,37 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def exchange(self, msg: dict | None, timeout: float, deadline: float) -> tuple[str, dict, str, float]:
+    def exchange(
+        self, msg: dict | None, timeout: float, deadline: float, cpu_time: bool = False
+    ) -> tuple[str, dict, str, float]:
         """Send ``msg`` (None: wait for the hello) and wait -> (status, reply, detail, seconds).
 
+        ``timeout`` counts CPU seconds of the whole sandbox when ``cpu_time`` is true (and the sandbox has a
+        cgroup), with ``wall_cap(timeout)`` seconds of wall-clock time as a backstop; else wall-clock seconds.
         ``status`` is ``ok`` (``reply`` is the worker's JSON object, not yet validated), ``invalid``,
-        ``timeout`` (``timeout`` seconds, or the run's ``deadline``, passed; the worker is killed) or
-        ``crashed`` (the worker ended; ``detail`` says how).
+        ``timeout`` (the limit, or the run's ``deadline``, passed; the worker is killed) or ``crashed`` (the
+        worker ended; ``detail`` says how).
         """
         t0 = time.monotonic()
-        stop = min(t0 + timeout, deadline)
+        cpu = self.cgroup.cpu_seconds if cpu_time and self.cgroup is not None else None
+        c0 = cpu() if cpu else 0.0
+        wall = wall_cap(timeout) if cpu else timeout
+        stop = min(t0 + wall, deadline)
         nonce = secrets.token_hex(8)
         out = b"" if msg is None else json.dumps({**msg, "nonce": nonce}).encode() + b"\n"
         view, exited_at = memoryview(out), None
         while True:
             now = time.monotonic()
+            if cpu and cpu() - c0 > timeout:
+                self.kill()
+                return "timeout", {}, f"timeout after {timeout:g} s of CPU time", round(now - t0, 3)
             if now >= stop:
                 self.kill()
-                why = "run time limit reached" if stop < t0 + timeout else f"timeout after {timeout:g} s"
+                why = "run time limit reached" if stop < t0 + wall else f"timeout after {wall:g} s"
                 return "timeout", {}, why, round(now - t0, 3)
+            if self.reply_budget < 0:
+                self.kill()
+                return "crashed", {}, f"the worker sent more than {self.reply_limit_words} of replies", 0.0
             readers = [fd for fd in (self._rep, *self._outs) if fd is not None]
             writers = [self._req] if view and self._req is not None else []
             rr, ww = _poll(readers, writers, min(stop - now, 0.25))
@@ -129,6 +159,7 @@ class WorkerProcess:
                 if not chunk:
                     self._close_reply()
                     continue
+                self.reply_budget -= len(chunk)
                 found = self._lines(chunk, nonce, msg is None)
                 if found is not None:
                     return (*found, round(time.monotonic() - t0, 3))
@@ -192,8 +223,13 @@ class WorkerProcess:
             os.close(self._rep)
             self._rep = None
 
+    @property
+    def reply_limit_words(self) -> str:
+        return f"{self._budget0 >> 20} MiB"
+
     def kill(self) -> None:
-        """SIGKILL the sandbox (its init first, so bwrap reaps it), wait, keep the last output, close pipes."""
+        """SIGKILL the sandbox (its init first, so bwrap reaps it; then its whole cgroup), wait, keep the last
+        output, close pipes."""
         if self.proc.poll() is None:
             if self.child_pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -202,6 +238,8 @@ class WorkerProcess:
                     self.proc.wait(timeout=2)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()  # also what left the process group (double forks, setsid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         end = time.monotonic() + 0.5

@@ -24,11 +24,9 @@ call     target, args, kwargs             ``resolve(target)(*args, **kwargs)``
 get      target                           ``resolve(target)``: a name, ``$ref`` or attribute path
 set      target, value                    ``setattr(resolve(owner), attr, value)``
 len      target                           ``len(resolve(target))``
-helper   name, args, kwargs               a trusted helper from ``course.grading.probelib``
-                                          (``probelib.HELPERS``: training runs, fastai fits,
-                                          figure summaries, forward/backward, hook counts...)
-source   target                           ``{"source", "cell", "line"}`` of a def, class or
-                                          lambda assignment, for AST checks on the trusted side
+helper   name, args, kwargs               a helper from ``course.grading.probelib``, bound when the
+                                          worker started (training runs, predictions, figure
+                                          summaries, forward/backward...); its result is data
 names    --                               ``{name: type name}`` of the submission's namespace
 forget   target                           drop a stored ``$ref``
 ======== ================================ =====================================================
@@ -52,18 +50,22 @@ that a training helper needs are inputs; test labels stay on the trusted side, w
 returned logits with them. Everything in a reply can be forged by the submission (it owns its
 process), so checks compare returned data with trusted results and never ask the worker for verdicts.
 
-Isolation: ``bwrap`` when it is installed and works (read-only system, Python install, venv and the
-``course`` package only; no repository, no data; tmpfs scratch and /tmp; no network; new pid, ipc and
-uts namespaces; all capabilities dropped and, when the grader runs as root, a per-run unprivileged uid),
-else ``rlimits-only``. Both get rlimits (CPU time, data memory, address space, processes, file size,
-open files), a scrubbed environment, wall-clock timeouts that kill the whole sandbox, and capped
+Isolation: ``bwrap`` (read-only system, Python install, venv and the ``course`` package only; no
+repository, no data; tmpfs scratch and /tmp; no network; new pid, ipc and uts namespaces; all
+capabilities dropped, a seccomp filter, and, when the grader runs as root, a per-run unprivileged uid).
+It is required unless the caller asks for weaker isolation (``isolation="auto"`` or ``"rlimits"``).
+Every session's processes share one cgroup when this machine allows it (memory with shared memory,
+processes, a CPU quota; timeouts then count the sandbox's CPU time), and each process gets rlimits (CPU
+time, data memory, address space, processes, file size, open files), a scrubbed environment and capped
 output. ``RunResult.enforced`` and ``RunResult.weaker`` list what held and what did not.
 
-Cells: each runs in one shared namespace (``__main__``); a cell that raises records its error and the
-next cell runs. A cell that hangs or kills the worker is recorded (``timeout``/``crashed``) and the
-cells after it run on a fresh worker that first replays the earlier cells, at most
-``Limits.max_restarts`` times. A probe that hangs or kills the worker marks the probes after it
-``skipped``; ``Session.restart()`` gives a grader a fresh worker for its next task.
+Cells: each runs in one shared namespace (``__main__``), in order, when the caller asks for them
+(``start(upto)``, ``advance(upto)``), so a grader can check a task before the cells after it run. A
+cell that raises records its error and the next cell runs. A cell that hangs or kills the worker is
+recorded (``timeout``/``crashed``) and the cells after it run on a fresh worker that first replays the
+earlier cells. A probe that hangs or kills the worker marks the probes after it ``skipped``;
+``Session.restart()`` gives a grader a fresh worker. Restarts are counted per task (``new_task()``
+resets the count), at most ``Limits.max_restarts`` each.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from typing import Any
 
 import numpy as np
 
+from course.grading.cgroup import Cgroup, cgroup_problem
 from course.grading.isolation import (
     SANDBOX_INPUTS,
     SANDBOX_LIB,
@@ -96,34 +99,44 @@ from course.grading.isolation import (
 )
 from course.grading.process import Capture, WorkerProcess
 from course.grading.protocol import Budget, Npy, ProtocolError, decode, encode, valid_npy_name
+from course.grading.seccomp import filter_program
 
-__all__ = ["CellResult", "ErrorInfo", "Limits", "ProbeResult", "RunResult", "Sandbox", "Session"]
+__all__ = ["CellResult", "ErrorInfo", "Frame", "Limits", "ProbeResult", "RunResult", "Sandbox", "Session"]
 
-OPS = ("call", "get", "set", "len", "helper", "source", "names", "forget")
+OPS = ("call", "get", "set", "len", "helper", "names", "forget")
 STATUSES = ("ok", "error", "invalid", "timeout", "crashed", "skipped")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _PATH = re.compile(r"^\$?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _WORKER_LIMITS = ("cpu_seconds", "memory_bytes", "address_space_bytes", "processes", "file_bytes", "open_files")
 _WORKER_LIMITS += ("reply_bytes", "threads")
+WEAK_ISOLATION_HINT = "install bubblewrap (apt-get install bubblewrap), or accept weaker isolation explicitly"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one worker may use. Defaults fit a short CPU training run.
+    """What one sandbox may use. Defaults fit a short CPU training run.
 
-    ``memory_bytes`` caps the heap and anonymous memory (RLIMIT_DATA; torch + fastai start at ~1.0 GiB),
-    ``address_space_bytes`` all mappings (RLIMIT_AS; the CUDA build of torch maps ~3.8 GiB of libraries).
+    ``memory_bytes`` caps the whole sandbox (its cgroup: all processes, shared memory and tmpfs files) and,
+    as RLIMIT_DATA, each process's heap (torch + fastai start at ~1.0 GiB); ``address_space_bytes`` caps each
+    process's mappings (RLIMIT_AS; the CUDA build of torch maps ~3.8 GiB of libraries). ``pids`` counts the
+    sandbox's processes and threads together, ``processes`` is RLIMIT_NPROC. ``cpus`` is the sandbox's CPU
+    quota. ``cell_seconds`` and ``probe_seconds`` count the sandbox's CPU time when it has a cgroup (with a
+    wall-clock backstop, ``process.wall_cap``), else wall-clock time. ``reply_bytes`` caps one reply,
+    ``session_reply_bytes`` everything one worker sends.
     """
 
     cpu_seconds: int = 300
     memory_bytes: int = 4 << 30
     address_space_bytes: int = 8 << 30
     processes: int = 64
+    pids: int = 128
+    cpus: float = 1.0
     file_bytes: int = 64 << 20
     open_files: int = 256
     tmpfs_bytes: int = 256 << 20
     output_bytes: int = 64 << 10
-    reply_bytes: int = 128 << 20
+    reply_bytes: int = 8 << 20
+    session_reply_bytes: int = 512 << 20
     spill_bytes: int = 1 << 20
     threads: int = 1
     startup_seconds: float = 60.0
@@ -134,6 +147,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """One frame of the submission's code in a traceback: cell (grade_id), function, line, source line."""
+
+    cell: str
+    function: str
+    line: int
+    code: str
+
+
+@dataclass(frozen=True)
 class ErrorInfo:
     """An exception raised by submission code, as text: class name, class names of its MRO, message, traceback."""
 
@@ -141,10 +164,16 @@ class ErrorInfo:
     message: str
     traceback: str = ""
     mro: tuple[str, ...] = ()
+    frames: tuple[Frame, ...] = ()  # the submission's frames, outermost first
 
     def is_a(self, name: str) -> bool:
         """True when the exception is (a subclass of) the builtin class called ``name``."""
         return name in self.mro
+
+    @property
+    def origin(self) -> Frame | None:
+        """The innermost frame of the submission's code (where the error was raised or passed through last)."""
+        return self.frames[-1] if self.frames else None
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
@@ -208,14 +237,21 @@ class RunResult:
 
 
 class Sandbox:
-    """Factory for sandboxed runs. ``isolation``: "auto" (bwrap if it works), "bwrap" (required) or "rlimits"."""
+    """Factory for sandboxed sessions.
 
-    def __init__(self, limits: Limits | None = None, isolation: str = "auto"):
+    ``isolation``: "bwrap" (required: raises when it does not work here), "auto" (bwrap when it works, else
+    per-process limits only, said in every result) or "rlimits" (per-process limits only). Grading
+    submissions should use "bwrap"; the weaker modes are explicit choices.
+    """
+
+    def __init__(self, limits: Limits | None = None, isolation: str = "bwrap"):
         if isolation not in ("auto", "bwrap", "rlimits"):
             raise ValueError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {isolation!r}")
         self.limits = limits or Limits()
         self.requested = isolation
         self.mode, self.fallback_reason = self._choose(isolation)
+        self.seccomp = filter_program() if self.mode == "bwrap" else None
+        self.group_problem = cgroup_problem()
 
     @staticmethod
     def _choose(isolation: str) -> tuple[str, str]:
@@ -225,9 +261,7 @@ class Sandbox:
         if reason is None:
             return "bwrap", ""
         if isolation == "bwrap":
-            raise RuntimeError(
-                f"bwrap isolation was required but {reason}; install bubblewrap (apt-get install bubblewrap)"
-            )
+            raise RuntimeError(f"bwrap isolation is required but {reason}; {WEAK_ISOLATION_HINT}")
         return "rlimits-only", reason
 
     def session(self, cells: list[tuple[str, str]], files: dict[str, Any] | None = None) -> Session:
@@ -249,7 +283,7 @@ class Sandbox:
 
 
 class Session:
-    """One submission's worker: cells run on ``start``; ``probe`` asks questions; ``close`` kills and cleans up."""
+    """One submission's worker: cells run on ``start``/``advance``; ``probe`` asks questions; ``close`` cleans up."""
 
     def __init__(self, sandbox: Sandbox, cells: list[tuple[str, str]], files: dict[str, Any] | None = None):
         for cell in cells:
@@ -260,9 +294,11 @@ class Session:
         self.cells: list[CellResult] = []
         self.probes: dict[str, ProbeResult] = {}
         self.stops: list[str] = []
-        self.restarts = 0
+        self.restarts = 0  # in all
+        self._task_restarts = 0  # since the last new_task()
         self.startup_seconds = 0.0
-        self.enforced, self.weaker = report(sandbox.mode, sandbox.fallback_reason, sandbox.limits)
+        self._group: Cgroup | None = None
+        self._group_state = sandbox.group_problem or "not started"
         self._worker_notes: tuple[list[str], list[str]] = ([], [])
         self.worker_info: dict = {}
         self._worker: WorkerProcess | None = None
@@ -290,14 +326,42 @@ class Session:
     def alive(self) -> bool:
         return self._worker is not None and self._worker.alive
 
-    def start(self) -> list[CellResult]:
-        """Start the worker and run the cells; a cell that kills the worker is skipped on a fresh one."""
-        i = 0
-        self.cells = []
-        while i < len(self.cell_specs):
+    @property
+    def group(self) -> Cgroup | None:
+        """The cgroup holding this session's processes (None where cgroups cannot be used)."""
+        return self._group
+
+    @property
+    def enforced(self) -> list[str]:
+        return self._report()[0]
+
+    @property
+    def weaker(self) -> list[str]:
+        return self._report()[1]
+
+    def _report(self) -> tuple[list[str], list[str]]:
+        sb = self.sandbox
+        group = self._group.version if self._group is not None else self._group_state
+        enforced, weaker = report(sb.mode, sb.fallback_reason, self.limits, group, sb.seccomp is not None)
+        return enforced + self._worker_notes[0], weaker + self._worker_notes[1]
+
+    def start(self, upto: int | None = None) -> list[CellResult]:
+        """Start the worker and run the first ``upto`` cells (all of them by default)."""
+        if self._worker is None and not self._respawn(replay_until=0):
+            why = f"not run: {self._why()}"
+            self.cells = [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs]
+            return self.cells
+        return self.advance(len(self.cell_specs) if upto is None else upto)
+
+    def advance(self, upto: int) -> list[CellResult]:
+        """Run the cells before index ``upto`` that have not run yet, in order; a cell that kills the worker is
+        recorded and the next one runs on a fresh worker (within the restart budget)."""
+        upto = min(upto, len(self.cell_specs))
+        i = len(self.cells)
+        while i < upto:
             if not self.alive and not self._respawn(replay_until=i):
                 why = f"not run: the worker stopped ({self._why()}) and no restart is left"
-                self.cells += [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs[i:]]
+                self.cells += [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs[i:upto]]
                 break
             grade_id, source = self.cell_specs[i]
             msg = {"op": "exec", "cell": _safe_id(grade_id), "source": source}
@@ -312,14 +376,17 @@ class Session:
                 status, detail = "invalid", "reply is not valid protocol (unknown status)"
             self.cells.append(CellResult(grade_id, status, error, detail, secs))
             i += 1
-        if not self.cell_specs and not self.alive:
-            self._respawn(replay_until=0)
         return self.cells
 
+    def new_task(self) -> None:
+        """The grader moves on to another task: it gets its own ``Limits.max_restarts`` restarts."""
+        self._task_restarts = 0
+
     def restart(self) -> bool:
-        """A fresh worker with the cells replayed (stored ``$refs`` are lost); False when no restart is left."""
+        """A fresh worker with the cells run so far replayed (stored ``$refs`` are lost); False when no restart
+        is left."""
         self._kill("restarted by the grader" if self.alive else None)
-        if self._respawn(replay_until=len(self.cell_specs)):
+        if self._respawn(replay_until=len(self.cells)):
             return True
         if not self.stops or not self.stops[-1].endswith("no restart is left"):
             self.stops.append(f"{self._why()}; no restart is left")
@@ -328,6 +395,9 @@ class Session:
     def close(self) -> None:
         if self.alive:
             self._kill(None)
+        if self._group is not None:
+            self._group.remove()
+            self._group = None
         for d in self._dirs:
             shutil.rmtree(d, ignore_errors=True)
         self._dirs = []
@@ -336,12 +406,13 @@ class Session:
         """Everything so far: cells, probes, output, isolation report."""
         if self.alive:
             self._worker.drain()
+        enforced, weaker = self._report()
         return RunResult(
             cells=list(self.cells),
             probes=dict(self.probes),
             isolation=self.sandbox.mode,
-            enforced=self.enforced + self._worker_notes[0],
-            weaker=self.weaker + self._worker_notes[1],
+            enforced=enforced,
+            weaker=weaker,
             stdout=self._stdout.text(),
             stderr=self._stderr.text(),
             output_truncated=self._stdout.truncated or self._stderr.truncated,
@@ -392,9 +463,6 @@ class Session:
 
     def helper(self, name: str, *args, **kwargs) -> ProbeResult:
         return self.probe({"op": "helper", "name": name, "args": list(args), "kwargs": kwargs})
-
-    def source(self, target: str) -> ProbeResult:
-        return self.probe({"op": "source", "target": target})
 
     def _check(self, spec: dict) -> dict:
         op = spec.get("op")
@@ -447,9 +515,10 @@ class Session:
     # --- the worker process ------------------------------------------------------------------
     def _respawn(self, replay_until: int) -> bool:
         if self._worker is not None:
-            if self.restarts >= self.limits.max_restarts:
+            if self._task_restarts >= self.limits.max_restarts:
                 return False
             self.restarts += 1
+            self._task_restarts += 1
         if time.monotonic() >= self._deadline:
             self.stops.append(f"run time limit ({self.limits.run_seconds:g} s) reached")
             return False
@@ -468,10 +537,28 @@ class Session:
                 return False
         return True
 
+    def _cgroup(self) -> Cgroup | None:
+        """The session's cgroup (made at the first start, emptied at each restart), or None (see ``weaker``)."""
+        if self._group is None and self.sandbox.group_problem is None:
+            lim = self.limits
+            try:
+                self._group = Cgroup.create(lim.memory_bytes, lim.pids, lim.cpus)
+            except OSError as e:
+                self._group_state = f"cgroup could not be created: {e}"
+        return self._group
+
     def _spawn(self) -> bool:
         sb, lim = self.sandbox, self.limits
+        extra_fds: tuple[int, ...] = ()
         if sb.mode == "bwrap":
-            cmd = bwrap_args(course_dir(), str(self.inputs), lim.tmpfs_bytes) + ["--", sys.executable, *WORKER]
+            seccomp_fd = None
+            if sb.seccomp is not None:
+                seccomp_fd, w = os.pipe()  # bwrap reads the filter program from this fd
+                os.write(w, sb.seccomp)
+                os.close(w)
+                extra_fds = (seccomp_fd,)
+            cmd = bwrap_args(course_dir(), str(self.inputs), lim.tmpfs_bytes, seccomp_fd)
+            cmd += ["--", sys.executable, *WORKER]
             env = sb.environment(SANDBOX_SCRATCH, "/tmp", SANDBOX_LIB)
             cfg, cwd = {"inputs": SANDBOX_INPUTS, "lib": SANDBOX_LIB}, None
             if os.geteuid() == 0:
@@ -484,10 +571,14 @@ class Session:
             cfg, cwd = {"inputs": str(self.inputs), "lib": lib}, scratch
         cfg["limits"] = {k: getattr(lim, k) for k in _WORKER_LIMITS}
         t0 = time.monotonic()
-        self._worker = WorkerProcess(
-            cmd, env, cfg, cwd, (self._stdout, self._stderr), lim.reply_bytes,
-            lambda rc: exit_reason(rc, sb.mode, lim),
-        )  # fmt: skip
+        try:
+            self._worker = WorkerProcess(
+                cmd, env, cfg, cwd, (self._stdout, self._stderr), lim.reply_bytes,
+                lambda rc: exit_reason(rc, sb.mode, lim), self._cgroup(), extra_fds, lim.session_reply_bytes,
+            )  # fmt: skip
+        finally:
+            for fd in extra_fds:
+                os.close(fd)
         status, hello, detail, _ = self._worker.exchange(None, lim.startup_seconds, self._deadline)
         if status != "ok":
             tail = self._stderr.text()[-300:].strip()
@@ -503,7 +594,9 @@ class Session:
 
     def _exchange(self, msg: dict, timeout: float, what: str) -> tuple[str, dict, str, float]:
         self._n += 1
-        status, reply, detail, secs = self._worker.exchange({**msg, "id": f"m{self._n}"}, timeout, self._deadline)
+        status, reply, detail, secs = self._worker.exchange(
+            {**msg, "id": f"m{self._n}"}, timeout, self._deadline, cpu_time=True
+        )
         if status == "timeout" and detail == "run time limit reached":
             detail = f"run time limit ({self.limits.run_seconds:g} s) reached"
         if status in ("timeout", "crashed"):
@@ -536,8 +629,14 @@ def _error(raw) -> ErrorInfo:
         return ErrorInfo("UnknownError", "the worker sent no error details")
     mro = raw.get("mro")
     mro = tuple(_text(m, 100) for m in mro[:12]) if isinstance(mro, list) else ()
+    frames = raw.get("frames") if isinstance(raw.get("frames"), list) else []
+    frames = tuple(
+        Frame(_text(f.get("cell"), 100), _text(f.get("function"), 100), f["line"], _text(f.get("code"), 200))
+        for f in frames[-8:]
+        if isinstance(f, dict) and type(f.get("line")) is int
+    )
     return ErrorInfo(
-        _text(raw.get("type"), 100), _text(raw.get("message"), 4000), _text(raw.get("traceback"), 4000), mro
+        _text(raw.get("type"), 100), _text(raw.get("message"), 4000), _text(raw.get("traceback"), 4000), mro, frames
     )
 
 

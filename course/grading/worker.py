@@ -7,14 +7,14 @@ says hello. Requests arrive as JSON lines on one pipe, replies leave as JSON lin
 submission's ``print`` output (fd 1 and 2) never mixes with the protocol.
 
 Everything here runs in the same process as untrusted code, so nothing it sends is believed: the
-trusted side re-validates every reply (``protocol.decode``). The converters below use references
-captured before the submission runs, so patching ``torch``/``numpy`` in a cell cannot make a tensor
-subclass or a rigged ``__eq__`` cross the wire as anything but plain data or a type name.
+trusted side re-validates every reply (``protocol.decode``) and checks data, never verdicts. The
+converters and the probe helpers are bound before the submission runs, so replacing ``torch``/``numpy``
+functions or ``course.grading.probelib``'s table in a cell cannot make a tensor subclass or a rigged
+``__eq__`` cross the wire as anything but plain data or a type name, nor swap a helper.
 """
 
 from __future__ import annotations
 
-import ast
 import base64
 import builtins
 import contextlib
@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Sequence
 
 _T0 = time.monotonic()
 CONFIG_ENV = "COURSE_SANDBOX_CONFIG"  # same as protocol.CONFIG_ENV (kept import-free)
@@ -47,6 +48,21 @@ def _drop_root(cfg: dict, notes: list[str]) -> None:
     if os.getuid() == 0 or int(caps.get("CapEff", "1"), 16) or int(caps.get("CapPrm", "1"), 16):
         raise SystemExit("worker: could not drop root")
     notes.append(f"uid: unprivileged per-run uid {uid}, no capabilities")
+
+
+def _not_dumpable(notes: list[str], weaker: list[str]) -> None:
+    """PR_SET_DUMPABLE 0: /proc/self/mem and /proc/self/fd become root's, so the submission cannot rewrite this
+    process's memory through them (the seccomp filter refuses turning it back on)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError) as e:
+        weaker.append(f"process memory: could not make the worker non-dumpable ({e})")
+        return
+    notes.append("process memory: not dumpable (/proc/self/mem closed to the submission)")
 
 
 def _own_tasks() -> int:
@@ -107,6 +123,7 @@ class Encoder:
         self.b64 = base64.b64encode
         self.dtypes = {"bool", "uint8", "int8", "int16", "int32", "int64"}
         self.dtypes |= {"float16", "float32", "float64", "complex64", "complex128"}
+        self.sequence = Sequence
 
     def __call__(self, x):
         self.left = self.max_bytes
@@ -154,6 +171,12 @@ class Encoder:
             if all(type(k) is str and not (k.startswith("__") and k.endswith("__")) for k, _ in pairs):
                 return dict(pairs)
             return {"__dict__": [[self.enc(k, depth + 1), v] for k, v in pairs]}
+        if isinstance(x, self.sequence) and not isinstance(x, str | bytes | bytearray):
+            items = []  # other sequences (fastcore's L, range, ...) travel as lists
+            for item in x:
+                self.spend(8)
+                items.append(self.enc(item, depth + 1))
+            return items
         return {"__object__": type_name(x)}
 
     def array(self, x, kind: str) -> dict:
@@ -201,8 +224,10 @@ class Worker:
         self.reply_fd = cfg["reply_fd"]
         self.inputs = cfg["inputs"]
         self.encode = Encoder(np, torch, cfg["limits"]["reply_bytes"])
+        from course.grading import probelib
+
+        self.helpers = dict(probelib.HELPERS)  # bound now: a cell that edits probelib's table changes nothing here
         self.refs: dict[str, object] = {}
-        self.cells: list[tuple[str, str]] = []
         self.module = types.ModuleType("__main__")
         self.module.__dict__["__builtins__"] = builtins
         self.ns = self.module.__dict__
@@ -246,7 +271,6 @@ class Worker:
                 return {"status": "error", "error": self.error_info(first)}
         lines = source.splitlines(keepends=True)
         linecache.cache[filename] = (len(source), None, lines, filename)
-        self.cells.append((cell, source))
         try:
             exec(code, self.ns)
         except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from a cell are its errors
@@ -289,11 +313,7 @@ class Worker:
         if op == "len":
             return len(self.resolve(req["target"]))
         if op == "helper":
-            from course.grading import probelib
-
-            return probelib.HELPERS[req["name"]](*args, **kwargs)
-        if op == "source":
-            return self.source(req["target"])
+            return self.helpers[req["name"]](*args, **kwargs)
         if op == "names":
             return {k: type_name(v) for k, v in list(self.ns.items()) if not k.startswith("__")}
         if op == "forget":
@@ -339,52 +359,32 @@ class Worker:
             return {self.value_in(k): self.value_in(x) for k, x in v["__dict__"]}
         return {k: self.value_in(x) for k, x in v.items()}
 
-    def source(self, target: str) -> dict:
-        """Source of a function, lambda or class the cells defined: {"source", "cell", "line"} (for AST checks)."""
-        obj = self.resolve(target)
-        names = {target.rsplit(".", 1)[-1].lstrip("$"), str(getattr(obj, "__name__", ""))}
-        if isinstance(obj, type):
-            funcs = [getattr(v, "__func__", v) for v in vars(obj).values()]
-            codes = [f.__code__ for f in funcs if isinstance(getattr(f, "__code__", None), types.CodeType)]
-        else:
-            code = getattr(getattr(obj, "__func__", obj), "__code__", None)
-            codes = [code] if isinstance(code, types.CodeType) else []
-        codes = [c for c in codes if c.co_filename.startswith("<cell ")]
-        for cell, src in reversed(self.cells):
-            if codes and f"<cell {cell}>" != codes[0].co_filename:
-                continue
-            try:
-                tree = ast.parse(src)
-            except SyntaxError:
-                continue
-            found = None
-            for node in ast.walk(tree):
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    hit = node.name in names
-                else:
-                    hit = isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets)
-                if not hit:
-                    continue
-                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-                if not codes or first <= codes[0].co_firstlineno <= node.end_lineno:
-                    found = (first, node.end_lineno)
-            if found:
-                text = "".join(src.splitlines(keepends=True)[found[0] - 1 : found[1]])
-                return {"source": text, "cell": cell, "line": found[0]}
-        raise LookupError(f"no source found for {target!r} in the submission's cells")
-
     # --- errors ------------------------------------------------------------------------------
     def error_info(self, e: BaseException) -> dict:
         message = safe_str(e)
         mro = [class_name(cls)[:100] for cls in tuple.__iter__(_MRO.__get__(type(e)))][:12]
-        return {"type": mro[0], "mro": mro, "message": self.clean(message)[:MAX_TEXT], "traceback": self.tb(e)}
+        frames = self.frames(e)
+        where = [
+            {"cell": f.filename[6:-1], "function": f.name, "line": f.lineno, "code": (f.line or "").strip()[:200]}
+            for f in frames
+            if f.filename.startswith("<cell ")
+        ][-8:]
+        return {
+            "type": mro[0],
+            "mro": mro,
+            "message": self.clean(message)[:MAX_TEXT],
+            "traceback": self.tb(frames),
+            "frames": where,
+        }
 
-    def tb(self, e: BaseException) -> str:
-        """Frames from the cells plus the last library frame, with install paths shortened."""
+    def frames(self, e: BaseException) -> list:
         try:
-            frames = traceback.extract_tb(e.__traceback__)
+            return traceback.extract_tb(e.__traceback__)
         except Exception:  # noqa: BLE001
-            return ""
+            return []
+
+    def tb(self, frames: list) -> str:
+        """Frames from the cells plus the last library frame, with install paths shortened."""
         here = os.path.dirname(os.path.abspath(__file__))
         keep = [f for f in frames if not f.filename.startswith(here)]
         cell_idx = [i for i, f in enumerate(keep) if f.filename.startswith("<cell ")]
@@ -419,6 +419,7 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     _set_limits(cfg["limits"], notes, weaker)
     worker = Worker(cfg, np, torch)
+    _not_dumpable(notes, weaker)
     worker.send(
         {
             "op": "hello",

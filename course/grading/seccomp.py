@@ -1,0 +1,118 @@
+"""A seccomp filter for the worker: no new namespaces, no mounts, no tracing, no kernel attack surface it needs.
+
+``bwrap --seccomp FD`` loads a classic BPF program (an array of ``struct sock_filter``) before it starts the
+worker; the filter is inherited by every process the submission starts and cannot be removed. What it refuses,
+with ``EPERM`` unless noted:
+
+* new namespaces: ``unshare``/``clone`` with any ``CLONE_NEW*`` flag, ``setns`` (``clone3`` answers
+  ``ENOSYS``, its flags live in memory a filter cannot read, so C libraries fall back to ``clone``);
+* mounts and root changes: ``mount``, ``umount2``, ``pivot_root``, ``chroot`` and the new mount API;
+* looking into or changing processes: ``ptrace``, ``process_vm_readv``/``writev``, and
+  ``prctl(PR_SET_DUMPABLE)`` (the worker makes itself non-dumpable, so its ``/proc/self/mem`` is closed to it);
+* memory the per-process limits do not see: SysV shared memory and message queues (``shmget``,
+  ``msgget``) and ``memfd_create``;
+* kernel interfaces no grading needs: ``bpf``, ``perf_event_open``, ``userfaultfd``, ``io_uring_*``,
+  the key ring, file handles (``open_by_handle_at``), modules, ``kexec``, swap, ``reboot``, ``acct``;
+* on x86-64, every x32 system call, and any other architecture's calls (the process is killed).
+
+Supported: x86-64 and AArch64 (``None`` elsewhere; the sandbox then reports that no filter was applied).
+"""
+
+from __future__ import annotations
+
+import platform
+import struct
+
+__all__ = ["CLONE_NEW_FLAGS", "filter_program"]
+
+# linux/audit.h
+_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# asm/unistd_64.h (x86-64) and asm-generic/unistd.h (AArch64)
+_NR = {
+    "x86_64": {
+        "unshare": 272, "clone": 56, "clone3": 435, "prctl": 157, "setns": 308, "mount": 165, "umount2": 166,
+        "pivot_root": 155, "chroot": 161, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
+        "shmget": 29, "msgget": 68, "memfd_create": 319, "bpf": 321, "perf_event_open": 298,
+        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+        "keyctl": 250, "add_key": 248, "request_key": 249, "open_by_handle_at": 304, "name_to_handle_at": 303,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+        "mount_setattr": 442, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
+        "finit_module": 313, "delete_module": 176, "swapon": 167, "swapoff": 168, "reboot": 169, "acct": 163,
+        "quotactl": 179, "lookup_dcookie": 212, "vhangup": 153,
+    },
+    "aarch64": {
+        "unshare": 97, "clone": 220, "clone3": 435, "prctl": 167, "setns": 268, "mount": 40, "umount2": 39,
+        "pivot_root": 41, "chroot": 51, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
+        "shmget": 194, "msgget": 186, "memfd_create": 279, "bpf": 280, "perf_event_open": 241,
+        "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+        "keyctl": 219, "add_key": 217, "request_key": 218, "open_by_handle_at": 265, "name_to_handle_at": 264,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+        "mount_setattr": 442, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
+        "finit_module": 273, "delete_module": 106, "swapon": 224, "swapoff": 225, "reboot": 142, "acct": 89,
+        "quotactl": 60, "lookup_dcookie": 18, "vhangup": 58,
+    },
+}  # fmt: skip
+_CHECKED = ("unshare", "clone", "clone3", "prctl")  # decided by their flags, below; every other name above is refused
+#: CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (clone's low byte is the exit signal)
+CLONE_NEW_FLAGS = 0x7E020000
+_CLONE_NEWTIME = 0x00000080  # unshare only
+_PR_SET_DUMPABLE = 4
+
+_LD_W_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _KILL_PROCESS, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+_X32_BIT = 0x40000000
+# struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6] (low half of args[0] at 16)
+_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16
+
+
+def filter_program(machine: str | None = None) -> bytes | None:
+    """The compiled filter for ``machine`` (default: this one), or None for an unsupported architecture."""
+    machine = machine or platform.machine()
+    if machine not in _NR:
+        return None
+    nr = _NR[machine]
+    prog: list[tuple] = []  # (code, jt, jf, k); jt/jf are labels (str) or relative offsets (int)
+
+    def emit(code, k=0, jt=0, jf=0):
+        prog.append((code, jt, jf, k))
+
+    emit(_LD_W_ABS, _OFF_ARCH)
+    emit(_JEQ, _ARCH[machine], jt=1, jf=0)
+    emit(_RET, _KILL_PROCESS)
+    emit(_LD_W_ABS, _OFF_NR)
+    if machine == "x86_64":
+        emit(_JGE, _X32_BIT, jt="eperm", jf=0)
+    for name, number in nr.items():
+        if name not in _CHECKED:
+            emit(_JEQ, number, jt="eperm", jf=0)
+    emit(_JEQ, nr["clone3"], jt="enosys", jf=0)
+    emit(_JEQ, nr["unshare"], jt="unshare", jf=0)
+    emit(_JEQ, nr["clone"], jt="clone", jf=0)
+    emit(_JEQ, nr["prctl"], jt="prctl", jf=0)
+    emit(_RET, _ALLOW)
+    labels = {"prctl": len(prog)}
+    emit(_LD_W_ABS, _OFF_ARG0)
+    emit(_JEQ, _PR_SET_DUMPABLE, jt="eperm", jf=0)
+    emit(_RET, _ALLOW)
+    labels["unshare"] = len(prog)
+    emit(_LD_W_ABS, _OFF_ARG0)
+    emit(_JSET, CLONE_NEW_FLAGS | _CLONE_NEWTIME, jt="eperm", jf=0)
+    emit(_RET, _ALLOW)
+    labels["clone"] = len(prog)
+    emit(_LD_W_ABS, _OFF_ARG0)
+    emit(_JSET, CLONE_NEW_FLAGS, jt="eperm", jf=0)
+    emit(_RET, _ALLOW)
+    labels["eperm"] = len(prog)
+    emit(_RET, _ERRNO | _EPERM)
+    labels["enosys"] = len(prog)
+    emit(_RET, _ERRNO | _ENOSYS)
+
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(prog):
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
+        if not (0 <= jt < 256 and 0 <= jf < 256):
+            raise ValueError("seccomp filter too long for 8-bit jumps")  # a programming error, not input
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return bytes(out)
