@@ -17,6 +17,7 @@ import nbformat
 
 __all__ = [
     "EXERCISES",
+    "TRAINING_SUFFIXES",
     "CellOutcome",
     "ExecutedNotebook",
     "GradedCell",
@@ -194,7 +195,9 @@ def resolve_exercise(name: str, root: str | os.PathLike = ".", kind: str = "exer
     raise ValueError(f"unknown exercise {name!r}; use one of {known}, or a notebook path")
 
 
-SKIP_SUFFIXES = ("_train", "_final")
+#: grade_id endings of the tasks whose answer cell trains a model on the full data set: graders and the reference
+#: loader never execute them (graders read them and train a short run instead)
+TRAINING_SUFFIXES = ("_train", "_final")
 
 
 def load_solution_module(path: str | os.PathLike, name: str | None = None):
@@ -216,7 +219,7 @@ def load_solution_module(path: str | os.PathLike, name: str | None = None):
     for cell in code[1:]:
         meta = nbgrader_meta(cell)
         gid = str(meta.get("grade_id", ""))
-        if meta.get("solution") and not gid.endswith(SKIP_SUFFIXES):
+        if meta.get("solution") and not gid.endswith(TRAINING_SUFFIXES):
             chunks.append((gid, cell.source))
     for gid, src in chunks:
         try:

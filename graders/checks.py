@@ -1,22 +1,36 @@
-"""Trusted-side helpers for the hidden checks: ask the worker, compare with an oracle, word the feedback.
+"""Trusted-side helpers for the hidden checks: ask the worker for data, compare with an oracle, word the feedback.
 
-Every failed check raises ``CheckFailed`` whose message is the student's feedback, in one template:
-which check, the input shapes and parameters, expected vs received (first mismatch), tolerance and oracle.
-Hidden inputs are described (shapes, parameters), never dumped.
+Every failed check raises ``CheckFailed`` whose message is the student's feedback, in one template: which
+check, the input shapes and parameters, expected vs received (first mismatch, with enough digits to see the
+difference), tolerance and oracle. Hidden inputs are described (shapes, parameters), never dumped. What the
+worker returns is data of any shape a submission can produce, never a verdict: every pass condition here
+compares it with something computed on this side.
 """
 
 from __future__ import annotations
 
-import ast
-
 import numpy as np
 import torch
 
-from course.grading import ProbeResult, Ref, Session
+from course.grading import ErrorInfo, ProbeResult, Ref, Session
 from course.grading.submission import Submission
-from course.notebooks import SKIP_SUFFIXES
 
-__all__ = ["CheckFailed", "Worker", "assert_close", "borrowed", "describe_args", "fail"]
+from .rules import violations
+
+__all__ = [
+    "CheckFailed",
+    "Worker",
+    "assert_close",
+    "describe_args",
+    "fail",
+    "follow_rules",
+    "numbers",
+    "pair",
+    "same",
+    "scalar",
+]
+
+STUB = "raise NotImplementedError()"
 
 
 class CheckFailed(AssertionError):
@@ -34,7 +48,7 @@ def describe_args(*args, **kwargs) -> str:
         if isinstance(v, torch.Tensor | np.ndarray):
             return f"a {tuple(v.shape)} tensor"
         if isinstance(v, Ref):
-            return f"your {v.type}"
+            return f"your {v.type}" if v.type else "an object"
         if isinstance(v, list | tuple) and v and all(isinstance(i, int | float) for i in v) and len(v) <= 8:
             return repr(tuple(v))
         if isinstance(v, list | tuple):
@@ -45,6 +59,15 @@ def describe_args(*args, **kwargs) -> str:
     return ", ".join(parts)
 
 
+def pair(expected: float, got: float) -> tuple[str, str]:
+    """Two numbers printed with as few significant digits as show that they differ (at least 6)."""
+    for digits in range(6, 18):
+        e, g = f"{expected:.{digits}g}", f"{got:.{digits}g}"
+        if e != g:
+            return e, g
+    return repr(float(expected)), repr(float(got))
+
+
 def _as_tensor(x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach()
@@ -53,6 +76,31 @@ def _as_tensor(x, what: str) -> torch.Tensor:
     if isinstance(x, int | float | bool):
         return torch.tensor(x)
     fail(f"{what}: expected a tensor, got {type(x).__name__}")
+
+
+def numbers(x, what: str, n: int | None = None) -> torch.Tensor:
+    """A reply that should be a flat sequence of numbers (list, tuple, 1-d tensor or array), as float64."""
+    if isinstance(x, torch.Tensor | np.ndarray) and x.ndim == 1:
+        x = list(x)
+    vals = [scalar(v) for v in x] if isinstance(x, list | tuple) else [None]
+    if None in vals:
+        fail(f"{what}: expected a sequence of numbers, got {type(x).__name__}")
+    if n is not None and len(vals) != n:
+        fail(f"{what}: expected {n} values, got {len(vals)}")
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+def scalar(v) -> float | None:
+    """A number from a reply: int, float, or a one-element real tensor/array; None for anything else."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.is_complex():
+            return None
+        v = v.reshape(()).item()
+    elif isinstance(v, np.ndarray | np.generic):
+        if np.size(v) != 1 or np.asarray(v).dtype.kind not in "biuf":
+            return None
+        v = np.asarray(v).reshape(()).item()
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def assert_close(
@@ -67,50 +115,88 @@ def assert_close(
         )
     if check_dtype and got_t.dtype != exp_t.dtype:
         fail(f"{what}: expected dtype {exp_t.dtype}, got {got_t.dtype}")
+    if got_t.is_complex() and not exp_t.is_complex():
+        fail(f"{what}: expected real numbers, got a complex tensor")
     g, e = got_t.double(), exp_t.double()
     bad = ~((g - e).abs() <= atol + rtol * e.abs()) | (g.isnan() != e.isnan())
     bad &= ~(g.isnan() & e.isnan())
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
         n = int(bad.sum())
+        want, have = pair(e[idx].item(), g[idx].item())
         fail(
-            f"{what}: {n} of {bad.numel()} values differ; first at index {list(idx)}: expected {e[idx].item():.6g}, "
-            f"got {g[idx].item():.6g} (rtol {rtol:g}, atol {atol:g}" + (f", oracle: {oracle})" if oracle else ")")
+            f"{what}: {n} of {bad.numel()} values differ; first at index {list(idx)}: expected {want}, got {have} "
+            f"(rtol {rtol:g}, atol {atol:g}" + (f", oracle: {oracle})" if oracle else ")")
         )
 
 
+def same(got, expected, rtol: float, atol: float) -> bool:
+    """True when ``assert_close`` would pass."""
+    try:
+        assert_close(got, expected, "", rtol=rtol, atol=atol)
+    except CheckFailed:
+        return False
+    return True
+
+
+def follow_rules(submission: Submission, task: str) -> None:
+    """Fail when the task's code (its cell and what it uses from earlier cells) breaks a rule of the notebook."""
+    cells = submission.cells_before(task) + [(task, submission.cells.get(task, ""))]
+    found = violations(cells, task)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        fail(f"the answer cell '{task}' {found[0]}{more}")
+
+
+def explain_error(error: ErrorInfo, what: str, submission: Submission | None = None) -> str:
+    """Feedback for an exception the submission raised: not answered yet, or what was raised and where."""
+    origin = error.origin
+    if error.type == "NotImplementedError" and not error.message and origin is not None and origin.code == STUB:
+        where = "it" if f"'{origin.cell}'" in what else f"the answer cell '{origin.cell}'"
+        return f"{what} is not answered yet: `{STUB}` is still in {where}"
+    text = f"{what} raised {error.type}" + (f": {error.message}" if error.message else "")
+    if origin is not None and origin.function not in what:
+        where = "at the top level" if origin.function == "<module>" else f"in {origin.function}"
+        text += f"\n(raised {where}, line {origin.line} of the answer cell '{origin.cell}': {origin.code})"
+    return text
+
+
 class Worker:
-    """The sandboxed submission, as the checks see it: calls that either return plain data or fail a check."""
+    """The sandboxed submission as one task's checks see it: calls that return plain data or fail the check."""
 
-    def __init__(self, session: Session, submission: Submission):
-        self.session, self.submission = session, submission
+    def __init__(self, session: Session, submission: Submission, task: str, stopped: dict[str, str] | None = None):
+        self.session, self.submission, self.task = session, submission, task
+        self.stopped = {} if stopped is None else stopped  # task -> what stopped the worker in one of its checks
 
-    def require(self, task: str) -> None:
+    def require(self) -> None:
         """Fail the current check when the task's answer cell is missing, damaged or raised when it ran."""
+        task = self.task
         if task in self.submission.problems:
             fail(self.submission.problems[task])
-        if task.endswith(SKIP_SUFFIXES):  # training cells are not run in the sandbox; their checks read the source
+        if self.submission.task(task).trains:  # training cells never run; their checks read them
             return
         cell = next((c for c in self.session.cells if c.grade_id == task), None)
         if cell is None:
             fail(f"the answer cell '{task}' was not run")
         if not cell.ok:
-            if cell.error is not None and cell.error.type == "NotImplementedError":
-                fail(f"the answer cell '{task}' is not answered yet (it raised NotImplementedError)")
-            why = str(cell.error) if cell.error else cell.detail
-            fail(f"the answer cell '{task}' did not run cleanly: {why}")
+            if cell.error is not None:
+                fail(explain_error(cell.error, f"the answer cell '{task}'", self.submission))
+            fail(f"the answer cell '{task}' did not run: {cell.detail}")
 
     def _ensure(self) -> None:
-        if not self.session.alive:
-            self.session.restart()
+        if self.session.alive:
+            return
+        if self.task in self.stopped:  # the task has failed already: no restart spent on it again
+            fail(f"not run: an earlier check of this task stopped the worker ({self.stopped[self.task]})")
+        self.session.restart()
 
     def _value(self, res: ProbeResult, what: str):
         if res.ok:
             return res.value
         if res.status == "error":
-            if res.error.type == "NotImplementedError":
-                fail(f"{what} is not answered yet (it raised NotImplementedError)")
-            fail(f"{what} raised {res.error.type}" + (f": {res.error.message}" if res.error.message else ""))
+            fail(explain_error(res.error, what, self.submission))
+        if res.status in ("timeout", "crashed"):
+            self.stopped.setdefault(self.task, res.detail or res.status)
         fail(f"{what} did not finish: {res.detail or res.status}")
 
     def call(self, target: str, *args, what: str | None = None, **kwargs):
@@ -149,37 +235,55 @@ class Worker:
         if res.status == "error" and res.raised(exc):
             return res.error.message
         if res.ok:
-            fail(f"{what} should raise {exc}, but it returned a value")
+            fail(f"{what} should raise {exc}, but it returned {_short(res.value)}")
         if res.status == "error":
-            fail(f"{what} should raise {exc}, but raised {res.error.type}: {res.error.message}")
+            fail(f"{what} should raise {exc}, but " + explain_error(res.error, "it", self.submission))
         fail(f"{what} should raise {exc}, but did not finish: {res.detail or res.status}")
 
-    def source(self, target: str) -> str:
-        self._ensure()
-        value = self._value(self.session.source(target), f"reading the source of {target}")
-        return value["source"] if isinstance(value, dict) else str(value)
+    def describe(self, ref: Ref, what: str) -> dict:
+        """probelib's ``describe`` of a worker object (type, MRO, children, shapes, attributes), checked for form."""
+        d = self.helper("describe", ref, what=what)
+        if not _described(d):
+            fail(f"{what}: its structure could not be read")
+        return d
+
+    def state_dict(self, ref: Ref | str, what: str) -> dict[str, torch.Tensor]:
+        """A module's ``state_dict()`` as plain tensors (or a failed check)."""
+        target = ref.path if isinstance(ref, Ref) else ref
+        sd = self.call(f"{target}.state_dict", what=f"{what}.state_dict()")
+        plain = isinstance(sd, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items())
+        if not plain:
+            fail(f"{what}.state_dict() could not be read as a dict of tensors")
+        return sd
+
+    def load_state(self, ref: Ref | str, state: dict, what: str, strict: bool = True) -> None:
+        target = ref.path if isinstance(ref, Ref) else ref
+        plain = {str(k): v.detach().clone() for k, v in state.items()}
+        self.probe(
+            {"op": "call", "target": f"{target}.load_state_dict", "args": [plain], "kwargs": {"strict": strict},
+             "discard": True},
+            f"{what}: load_state_dict",
+        )  # fmt: skip
 
 
-def borrowed(source: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()) -> list[str]:
-    """What an answer cell's code takes from elsewhere: ``names`` (as names or attributes), ``attrs`` (as
-    attributes, e.g. ``nn.BatchNorm2d``), imports of those or from ``modules``, and star imports from fastai."""
-    from course.grading.worker import strip_magics
+def _described(d, depth: int = 0) -> bool:
+    kids = d.get("children", []) if isinstance(d, dict) else None
+    return (
+        isinstance(d, dict)
+        and isinstance(d.get("type"), str)
+        and isinstance(d.get("mro"), list)
+        and all(isinstance(m, str) for m in d["mro"])
+        and isinstance(kids, list)
+        and isinstance(d.get("parameters", {}), dict)
+        and isinstance(d.get("buffers", {}), dict)
+        and isinstance(d.get("attrs", {}), dict)
+        and depth < 16
+        and all(isinstance(c, list) and len(c) == 2 and _described(c[1], depth + 1) for c in kids)
+    )
 
-    try:
-        tree = ast.parse(strip_magics(source))
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return []  # such a cell did not run at all; its checks say so
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in names:
-            found.add(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr in names | attrs:
-            found.add(node.attr)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            module = getattr(node, "module", None) or ""
-            for alias in node.names:
-                full = f"{module}.{alias.name}" if module else alias.name
-                star = alias.name == "*" and module.startswith("fastai")
-                if alias.name in names | attrs or (modules and full.startswith(modules)) or star:
-                    found.add(f"an import of {full}")
-    return sorted(found)
+
+def _short(value) -> str:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"a {tuple(value.shape)} tensor"
+    text = repr(value)
+    return text if len(text) <= 60 else type(value).__name__

@@ -3,7 +3,6 @@ counts, and the training setup (the student's simple_cnn trained at the chapter'
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from torch import nn
 from course.grading import Ref
 
 from .checks import assert_close, fail
+from .recipes import Call, Unknown, mentions, number, read_recipe
 from .strategies import rand, settings_for_graders
 
 pytestmark = pytest.mark.ex3
@@ -53,14 +53,6 @@ def _reference_run(manifest: dict) -> dict:
     if run is None or not (REFERENCE / "weights" / "r1_sample.pt").is_file():
         pytest.fail("graders/reference has no r1_sample run: run `course reference train`")
     return run
-
-
-def _load_state(worker, ref: str, state_dict: dict, what: str) -> None:
-    plain = {str(k): v.detach().clone() for k, v in state_dict.items()}  # a plain dict of tensors for the wire
-    worker.probe(
-        {"op": "call", "target": f"{ref}.load_state_dict", "args": [plain], "discard": True},
-        f"{what}: load_state_dict with the keys {sorted(state_dict)[:4]}...",
-    )
 
 
 # --- ex3_flatten --------------------------------------------------------------------------------------------------
@@ -108,7 +100,7 @@ def test_flatten_equals_reshape(worker, n, rest, seed):
 
 @pytest.mark.task("ex3_flatten")
 def test_flatten_is_a_parameter_free_module_in_a_network(worker):
-    info = worker.helper("describe", worker.store("flat", "Flatten", what="Flatten()"), what="describing Flatten()")
+    info = worker.describe(worker.store("flat", "Flatten", what="Flatten()"), "Flatten()")
     if "Module" not in info.get("mro", []):
         fail(f"Flatten() should be an nn.Module, got a {info.get('type')}")
     if info.get("n_parameters") != 0:
@@ -122,7 +114,7 @@ def test_flatten_is_a_parameter_free_module_in_a_network(worker):
         what="backward through Flatten",
     )
     grads = res.get("input_grads") if isinstance(res, dict) else None
-    if not grads or not isinstance(grads[0], torch.Tensor):
+    if not isinstance(grads, list) or not grads or not isinstance(grads[0], torch.Tensor):
         fail("Flatten: no gradient reached its input; reshape the tensor instead of copying its values")
     assert_close(
         grads[0],
@@ -183,6 +175,10 @@ def _block_problem(info: dict, ni: int, nf: int, ks: int, act: bool) -> str | No
     return None
 
 
+def _oracle_block(ni: int, nf: int, ks: int, act: bool) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2), *([nn.ReLU()] if act else []))
+
+
 @pytest.mark.task("ex3_simple_cnn")
 @settings_for_graders(20)
 @given(
@@ -190,14 +186,29 @@ def _block_problem(info: dict, ni: int, nf: int, ks: int, act: bool) -> str | No
     nf=st.integers(1, 16),
     ks=st.sampled_from([None, 1, 3, 5, 7]),
     act=st.sampled_from([None, True, False]),
+    seed=st.integers(0, 9999),
 )
-def test_conv_block_structure(worker, ni, nf, ks, act):
+def test_conv_block_structure(worker, ni, nf, ks, act, seed):
     kwargs = {k: v for k, v in (("ks", ks), ("act", act)) if v is not None}
     what = "conv(" + ", ".join([str(ni), str(nf)] + [f"{k}={v}" for k, v in kwargs.items()]) + ")"
-    info = worker.helper("describe", worker.store("block", "conv", ni, nf, what=what, **kwargs), what=what)
-    problem = _block_problem(info, ni, nf, 3 if ks is None else ks, True if act is None else act)
+    block = worker.store("block", "conv", ni, nf, what=what, **kwargs)
+    ks, act = 3 if ks is None else ks, True if act is None else act
+    problem = _block_problem(worker.describe(block, what), ni, nf, ks, act)
     if problem:
         fail(f"{what}: {problem}")
+    # what it computes: the oracle block with the same (random) weights, on a random batch
+    torch.manual_seed(seed)
+    oracle = _oracle_block(ni, nf, ks, act)
+    worker.load_state(block, oracle.state_dict(), f"{what} with random weights")
+    x = rand(2, ni, 9, 7, seed=seed)
+    assert_close(
+        worker.call(block.path, x, what=f"{what} on a (2, {ni}, 9, 7) batch"),
+        oracle(x).detach(),
+        f"{what} with random weights on a (2, {ni}, 9, 7) batch",
+        rtol=1e-4,
+        atol=1e-5,
+        oracle=f"nn.Conv2d({ni}, {nf}, {ks}, stride=2, padding={ks // 2})" + (" + nn.ReLU()" if act else ""),
+    )
 
 
 @pytest.mark.task("ex3_simple_cnn")
@@ -208,7 +219,7 @@ def test_conv_block_small_hand_case(worker):
     for act, want in [(True, [[0.0, 4.0], [31.0, 70.0]]), (False, [[-10.0, 4.0], [31.0, 70.0]])]:
         what = f"conv(1, 1, act={act}) with weight all ones and bias -20 on a 4x4 ramp"
         block = worker.store("block", "conv", 1, 1, act=act, what=f"conv(1, 1, act={act})")
-        _load_state(worker, block.path, state, what)
+        worker.load_state(block, state, what)
         assert_close(
             worker.call(block.path, x, what=what),
             torch.tensor([[want]]),
@@ -221,7 +232,7 @@ def test_conv_block_small_hand_case(worker):
 
 @pytest.mark.task("ex3_simple_cnn")
 def test_simple_cnn_structure(worker):
-    info = worker.helper("describe", worker.store("cnn", "simple_cnn", what="simple_cnn()"), what="simple_cnn()")
+    info = worker.describe(worker.store("cnn", "simple_cnn", what="simple_cnn()"), "simple_cnn()")
     kids = [child for _, child in info.get("children", [])]
     if "Sequential" not in info.get("mro", []) or len(kids) != 6:
         fail(
@@ -245,7 +256,7 @@ def test_simple_cnn_equals_a_torch_nn_oracle(worker, n, size, seed):
     torch.manual_seed(seed)
     oracle = _oracle_cnn()
     cnn = worker.store("cnn", "simple_cnn", what="simple_cnn()")
-    _load_state(worker, cnn.path, oracle.state_dict(), "simple_cnn() loaded with random weights")
+    worker.load_state(cnn, oracle.state_dict(), "simple_cnn() loaded with random weights")
     x = rand(n, 1, size, size, seed=seed + 1)
     want = oracle(x).detach()
     got = worker.helper("predict", cnn, x, what=f"simple_cnn() on a ({n}, 1, {size}, {size}) batch")
@@ -263,18 +274,14 @@ def test_simple_cnn_equals_a_torch_nn_oracle(worker, n, size, seed):
 def test_simple_cnn_with_reference_weights_predicts_like_the_reference(worker, manifest, sample):
     _reference_run(manifest)
     state = torch.load(REFERENCE / "weights" / "r1_sample.pt", weights_only=True, map_location="cpu")
-    x_valid, y_valid = sample[2], sample[3]
+    x_valid = sample[2]
     cnn = worker.store("cnn", "simple_cnn", what="simple_cnn()")
-    _load_state(worker, cnn.path, state, "simple_cnn() loaded with the reference run's trained weights")
+    worker.load_state(cnn, state, "simple_cnn() loaded with the reference run's trained weights")
     got = worker.helper("predict", cnn, x_valid, what="simple_cnn() with the reference weights on MNIST_SAMPLE")
     with torch.no_grad():
         want = _oracle_cnn(state)(x_valid.float() / 255)
     what = f"simple_cnn() with the reference run's trained weights on the {len(x_valid)} MNIST_SAMPLE validation images"
     assert_close(got, want, what, rtol=1e-4, atol=1e-4, oracle="the reference network (r1_sample) with those weights")
-    acc = (torch.as_tensor(got).argmax(1) == y_valid).float().mean().item()
-    ref_acc = (want.argmax(1) == y_valid).float().mean().item()
-    if abs(acc - ref_acc) > 1e-9:
-        fail(f"{what}: accuracy {acc:.4f}, the reference network gets {ref_acc:.4f}")
 
 
 # --- ex3_counts ---------------------------------------------------------------------------------------------------
@@ -380,134 +387,89 @@ def test_conv_mults_counts_weights_times_positions(worker, h, w, ni, nf, ks, bia
 
 
 # --- ex3_train ----------------------------------------------------------------------------------------------------
+LEARNER = ("dls", "model", "loss_func", "opt_func", "lr", "splitter", "cbs", "metrics")
+FIT_ONE_CYCLE = ("n_epoch", "lr_max", "div", "div_final", "pct_start", "wd", "moms", "cbs")
 
 
-def _call_name(node) -> str | None:
-    """'Learner' for Learner(...) or fastai.learner.Learner(...)."""
-    if isinstance(node, ast.Call):
-        func = node.func
-        return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    return None
-
-
-def _arg(call: ast.Call, pos: int, name: str):
-    for kw in call.keywords:
-        if kw.arg == name:
-            return kw.value
-    return call.args[pos] if len(call.args) > pos else None
-
-
-def _number(node) -> float | None:
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _dotted(node) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
+def _is_sample_dls(v) -> bool:
+    """`dls` from the notebook (mnist_dls(64, sample=True)), or the same call written again."""
+    if isinstance(v, Unknown):
+        return v.text == "dls"
+    if isinstance(v, Call) and v.short == "mnist_dls":
+        bs, sample = v.arg(("bs", "sample"), "bs", 64), v.arg(("bs", "sample"), "sample", False)
+        return number(bs) == 64 and sample is True
+    return False
 
 
 def _training_problem(source: str) -> str | None:
     """Why the training cell does not set up and run the chapter's training (None when it does)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return "the cell could not be parsed"
-    raises = [n for n in ast.walk(tree) if isinstance(n, ast.Raise) and n.exc is not None]
-    if any(_dotted(n.exc.func if isinstance(n.exc, ast.Call) else n.exc) == "NotImplementedError" for n in raises):
-        return "it is not answered yet (it raises NotImplementedError)"
-    assigned = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            assigned[node.targets[0].id] = node.value
-
-    def resolve(node, depth=0):
-        while isinstance(node, ast.Name) and node.id in assigned and depth < 5:
-            node, depth = assigned[node.id], depth + 1
-        return node
-
-    learner = resolve(ast.Name("learn"))
-    if _call_name(learner) != "Learner":
+    recipe = read_recipe(source)
+    if recipe.problem:
+        return recipe.problem
+    learn = recipe.learner
+    if not (isinstance(learn, Call) and learn.short == "Learner"):
         return "it should create the Learner with `learn = Learner(...)`"
-    dls, model = resolve(_arg(learner, 0, "dls")), resolve(_arg(learner, 1, "model"))
-    loss, metrics = resolve(_arg(learner, 2, "loss_func")), resolve(_arg(learner, 7, "metrics"))
-    if not (isinstance(dls, ast.Name) and dls.id == "dls") and not (
-        _call_name(dls) == "mnist_dls"
-        and _number(_arg(dls, 0, "bs")) == 64
-        and isinstance(_arg(dls, 1, "sample"), ast.Constant)
-        and _arg(dls, 1, "sample").value is True
-    ):
+    model, loss = learn.arg(LEARNER, "model"), learn.arg(LEARNER, "loss_func")
+    if not _is_sample_dls(learn.arg(LEARNER, "dls")):
         return "the Learner's data should be `dls`, the mnist_dls(64, sample=True) made above"
-    if _call_name(model) != "simple_cnn" or model.args or model.keywords:
+    if not (isinstance(model, Call) and model.short == "simple_cnn" and not model.args and not model.kwargs):
         return "the Learner's model should be a fresh simple_cnn()"
-    cross_entropy = _dotted(loss).endswith("cross_entropy") or _call_name(loss) in (
-        "CrossEntropyLoss",
-        "CrossEntropyLossFlat",
-    )
-    if not cross_entropy:
+    if not mentions(loss, "cross_entropy", "CrossEntropyLoss"):
         return "the Learner's loss_func should be F.cross_entropy"
-    items = metrics.elts if isinstance(metrics, ast.List | ast.Tuple) else [metrics]
-    if not any(_dotted(m).split(".")[-1] == "accuracy" for m in items if m is not None):
-        return "the Learner's metrics should be accuracy"
-    fits = [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Attribute)
-        and n.func.attr in ("fit", "fit_one_cycle", "fine_tune", "fit_flat_cos", "fit_sgdr")
-    ]
-    if len(fits) != 1 or fits[0].func.attr != "fit_one_cycle" or _dotted(fits[0].func.value) != "learn":
-        found = [f"{_dotted(f.func)}(...)" for f in fits]
-        return f"it should train once, with learn.fit_one_cycle(2, 0.01); found {found or 'no training call'}"
-    epochs, lr_max = _number(_arg(fits[0], 0, "n_epoch")), _number(_arg(fits[0], 1, "lr_max"))
-    if epochs != 2 or lr_max is None or not math.isclose(lr_max, 0.01, rel_tol=1e-9):
+    metrics = learn.arg(LEARNER, "metrics")
+    metrics = metrics if isinstance(metrics, tuple) else (metrics,)
+    if len(metrics) != 1 or not mentions(metrics, "accuracy"):
+        return "the Learner's metrics should be accuracy (one metric: learn.validate() then gives (loss, accuracy))"
+    if not recipe.fits:
+        return "it should train with learn.fit_one_cycle(2, 0.01); found no training call"
+    fit = recipe.fits[-1]
+    if fit.short != "fit_one_cycle":
+        return f"it should train with learn.fit_one_cycle(2, 0.01); found learn.{fit.short}(...)"
+    epochs, lr_max = number(fit.arg(FIT_ONE_CYCLE, "n_epoch")), number(fit.arg(FIT_ONE_CYCLE, "lr_max"))
+    div = number(fit.arg(FIT_ONE_CYCLE, "div", 25.0))
+    if epochs != 2 or lr_max is None or not math.isclose(lr_max, 0.01, rel_tol=1e-9) or div != 25:
         shown = [f"{v:g}" if v is not None else "missing or not a number" for v in (epochs, lr_max)]
-        return f"it should call learn.fit_one_cycle(2, 0.01); found n_epoch={shown[0]}, lr_max={shown[1]}"
+        return f"it should call learn.fit_one_cycle(2, 0.01); found n_epoch={shown[0]}, lr_max={shown[1]}" + (
+            f", div={div:g}" if div is not None and div != 25 else ""
+        )
     return None
 
 
 @pytest.mark.task("ex3_train")
-def test_training_cell_sets_up_the_chapter_run(worker):
-    source = worker.submission.cells.get("ex3_train", "")
-    problem = _training_problem(source)
+def test_training_cell_sets_up_the_chapter_run(submission):
+    problem = _training_problem(submission.cells["ex3_train"])
     if problem:
         fail(f"the training cell (exercise 3.4): {problem}")
 
 
 @pytest.mark.task("ex3_train")
 def test_simple_cnn_trains_to_the_reference_accuracy(worker, manifest, sample):
+    """Your simple_cnn trained in a fresh worker; its weights are evaluated here, in the chapter's network."""
     x_train, y_train, x_valid, y_valid = sample
     run = _reference_run(manifest)
+    recipe = f"fit_one_cycle({run['epochs']}, {run['lr']}) on MNIST_SAMPLE (batch size {run['bs']})"
     res = worker.helper(
         "fit",
         Ref("simple_cnn"),
         x_train,
         y_train,
-        x_valid,
         epochs=run["epochs"],
         lr=run["lr"],
         bs=run["bs"],
         schedule="fit_one_cycle",
-        what="training your simple_cnn() with "
-        f"fit_one_cycle({run['epochs']}, {run['lr']}) on MNIST_SAMPLE (batch size {run['bs']})",
+        what=f"training your simple_cnn() with {recipe}",
     )
-    logits = res.get("logits") if isinstance(res, dict) else None
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x_valid), 2):
-        fail(
-            f"after training, simple_cnn() should give ({len(x_valid)}, 2) scores for the validation images, got "
-            + (str(tuple(logits.shape)) if isinstance(logits, torch.Tensor) else type(logits).__name__)
-        )
-    acc = (logits.argmax(1) == y_valid).float().mean().item()
+    state = res.get("state") if isinstance(res, dict) else None
+    model = _oracle_cnn()
+    try:
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        fail(f"after training with {recipe}, your simple_cnn()'s weights do not fit the chapter's network")
+    with torch.no_grad():
+        acc = (model.eval()(x_valid.float() / 255).argmax(1) == y_valid).float().mean().item()
     ref = float(run["final_accuracy"])
     if not acc >= ref - TRAIN_TOLERANCE:
         fail(
-            f"your simple_cnn() trained with fit_one_cycle({run['epochs']}, {run['lr']}), batch size {run['bs']}, "
-            f"reaches {acc:.4f} validation accuracy on MNIST_SAMPLE; the reference run reaches {ref:.4f} at the same "
-            f"budget (tolerance {TRAIN_TOLERANCE}, oracle: reference run r1_sample)"
+            f"your simple_cnn() trained with {recipe} reaches {acc:.4f} validation accuracy; the reference run "
+            f"reaches {ref:.4f} at the same budget (tolerance {TRAIN_TOLERANCE}, oracle: reference run r1_sample)"
         )

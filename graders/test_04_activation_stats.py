@@ -5,9 +5,9 @@ the trusted process to the same layer outputs, fastai's ``ActivationStats.hist``
 and the reference baseline network (``graders/reference/weights/r4_one_cycle.pt``) for realistic activations.
 
 Models are built in the worker from ``torch.nn`` layers with weights sent in, so the trusted side can recompute
-every watched layer's output. ``ActivationStats`` records what the student's ``activation_stats`` computes: its
-entries pass when they match fastai's numbers, or when they match what the student's own ``activation_stats``
-gives for that output (so a mistake in 4.1 costs only 4.1's point).
+every watched layer's output. ``ActivationStats`` records what the student's ``activation_stats`` computes; when
+that function is wrong, the checks of 4.2 run again with a correct one (``standins.py``), so a mistake in 4.1
+costs only 4.1's point.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 
 from course.grading import Ref
 
-from .checks import assert_close, borrowed, fail
+from .checks import assert_close, fail, follow_rules, numbers, pair, scalar
 from .strategies import rand, settings_for_graders, settings_for_slow_graders
 
 pytestmark = pytest.mark.ex4
@@ -52,32 +52,11 @@ def n_entries(worker, st: Ref, what: str) -> int:
     return len(stats)
 
 
-def numbers(x, what: str) -> torch.Tensor:
-    """A worker reply that should be a sequence of numbers, as a float64 tensor (or a failed check)."""
-    try:
-        out = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError):
-        fail(f"{what}: expected a sequence of numbers, got {type(x).__name__}")
-    if out.ndim != 1:
-        fail(f"{what}: expected a flat sequence of numbers, got shape {tuple(out.shape)}")
-    return out
-
-
 # --- trusted oracles ---------------------------------------------------------------------------------------------
 def fastai_hook(t: torch.Tensor, with_hist: bool = True) -> dict:
     from fastai.callback.hook import ActivationStats
 
     return ActivationStats(with_hist=with_hist).hook(None, None, t)
-
-
-# --- the answer must be the student's own code, not the oracle imported for the visible tests ----------------------
-def check_own_code(worker, task: str, names: frozenset, attrs: frozenset = frozenset(), modules: tuple = ()):
-    used = borrowed(worker.submission.cells.get(task, ""), names, attrs, modules)
-    if used:
-        fail(
-            f"the answer cell '{task}' uses {', '.join(used)}: that is the library implementation the checks "
-            "compare with; write your own"
-        )
 
 
 # --- models: specs built identically here and in the worker ------------------------------------------------------
@@ -171,16 +150,6 @@ def layer_outputs(model: nn.Module, batches: list[torch.Tensor], modules: list[n
 
 
 # --- comparing recorded entries ----------------------------------------------------------------------------------
-def own_stats(worker, outputs: list[list[torch.Tensor]], with_hist: bool):
-    """What the student's activation_stats gives for each output, or None where it fails."""
-    flat = [o for row in outputs for o in row]
-    res = worker.session.helper("apply_each", Ref("activation_stats"), [[o, with_hist] for o in flat])
-    vals = res.value if res.ok and isinstance(res.value, list) and len(res.value) == len(flat) else [None] * len(flat)
-    vals = [v.get("value") if isinstance(v, dict) else None for v in vals]
-    it = iter(vals)
-    return [[next(it) for _ in row] for row in outputs]
-
-
 def entry_matches(got, want: dict, numel: int) -> str | None:
     """None when the recorded dict matches ``want``; else a description of the first difference."""
     try:
@@ -195,14 +164,13 @@ def _entry_problem(got, want: dict, numel: int) -> str | None:
     if set(got) != set(want):
         return f"expected the keys {sorted(want)}, got {sorted(map(str, got))}"
     for k in KEYS:
-        g = got[k]
-        if isinstance(g, torch.Tensor | np.ndarray) and np.size(g) == 1:
-            g = float(np.asarray(g).reshape(()))
-        if not isinstance(g, int | float) or isinstance(g, bool):
-            return f"'{k}' should be a number, got {type(g).__name__}"
+        g = scalar(got[k])
+        if g is None:
+            return f"'{k}' should be a number, got {type(got[k]).__name__}"
         tol = 1.5 / numel if k == "near_zero" else 1e-5 * abs(want[k]) + 1e-6
         if not (abs(g - want[k]) <= tol or (math.isnan(g) and math.isnan(want[k]))):
-            return f"'{k}': expected {want[k]:.6g}, got {g:.6g}"
+            expected, have = pair(want[k], g)
+            return f"'{k}': expected {expected}, got {have}"
     if "hist" in want:
         g = got["hist"]
         if not isinstance(g, torch.Tensor | np.ndarray) or tuple(np.shape(g)) != (40,):
@@ -214,8 +182,8 @@ def _entry_problem(got, want: dict, numel: int) -> str | None:
     return None
 
 
-def check_entries(stats, outputs, own, with_hist: bool, what: str, names: list[str]) -> None:
-    """``stats`` (from the worker) against fastai's numbers for ``outputs``, or against the student's own function."""
+def check_entries(stats, outputs, with_hist: bool, what: str, names: list[str]) -> None:
+    """``stats`` (from the worker) against fastai's numbers for ``outputs``."""
     if not isinstance(stats, list):
         fail(f"{what}: .stats should be a list (one entry per batch), got {type(stats).__name__}")
     if len(stats) != len(outputs):
@@ -227,10 +195,7 @@ def check_entries(stats, outputs, own, with_hist: bool, what: str, names: list[s
                 f"{what}: batch {b} should hold one dict per watched module ({len(outs)}: {', '.join(names)}), got {n}"
             )
         for k, (got, out) in enumerate(zip(row, outs, strict=True)):
-            want = fastai_hook(out, with_hist)
-            problem = entry_matches(got, want, out.numel())
-            if problem and own[b][k] is not None and entry_matches(got, own[b][k], out.numel()) is None:
-                problem = None
+            problem = entry_matches(got, fastai_hook(out, with_hist), out.numel())
             if problem:
                 fail(
                     f"{what}: batch {b}, watched module {k} ({names[k]}, output {tuple(out.shape)}): {problem} "
@@ -246,7 +211,7 @@ def check_summaries(worker, st: Ref, stats: list, what: str) -> None:
         if not isinstance(got, list | tuple) or len(got) != 3:
             fail(f"{what}: layer_stats({idx}) should return (means, stds, near_zeros), got {type(got).__name__}")
         for k, key in enumerate(KEYS):
-            want = [float(np.asarray(row[idx][key])) for row in stats]
+            want = [scalar(row[idx][key]) for row in stats]
             assert_close(
                 numbers(got[k], f"{what}: layer_stats({idx})[{k}]"),
                 torch.tensor(want, dtype=torch.float64),
@@ -397,8 +362,7 @@ def test_with_block_records_each_forward_call(worker, spec_name, n_batches, with
     what = f"with ActivationStats(model, with_hist={with_hist}) on a {spec_name} model, {n_batches} forward calls"
     no_hooks_left(res, what, "remove every hook in __exit__")
     stats = worker.get(f"{st_ref.path}.stats", what=f"{what}: st.stats")
-    own = own_stats(worker, outputs, with_hist)
-    check_entries(stats, outputs, own, with_hist, what, module_names(mods))
+    check_entries(stats, outputs, with_hist, what, module_names(mods))
     check_summaries(worker, st_ref, stats, what)
     worker.call(net.path, rand(1, *INPUT[spec_name], seed=1), what="a forward call after the with block")
     after = n_entries(worker, st_ref, f"{what}, then one more forward call")
@@ -414,7 +378,7 @@ def test_with_block_removes_hooks_after_an_exception(worker):
         fail(f"{what}: the exception was swallowed; __exit__ must return a false value so that it propagates")
     no_hooks_left(res, what, "remove them in __exit__, which runs also when the block raises")
     stats = worker.get(f"{st_ref.path}.stats", what=f"{what}: st.stats")
-    check_entries(stats, outputs, own_stats(worker, outputs, True), True, what, module_names(mods))
+    check_entries(stats, outputs, True, what, module_names(mods))
 
 
 @pytest.mark.task("ex4_activation_stats")
@@ -424,7 +388,7 @@ def test_with_block_watches_the_given_modules(worker):
     _, net, st_ref, res, outputs, mods = run_with_block(worker, "nested cnn", 11, 2, False, modules=modules)
     what = "with ActivationStats(model, modules=[a block, a ReLU, a Conv2d]) as st, 2 forward calls"
     stats = worker.get(f"{st_ref.path}.stats", what=f"{what}: st.stats")
-    check_entries(stats, outputs, own_stats(worker, outputs, False), False, what, ["Sequential", "ReLU", "Conv2d"])
+    check_entries(stats, outputs, False, what, ["Sequential", "ReLU", "Conv2d"])
     no_hooks_left(res, what, "remove every hook in __exit__")
 
 
@@ -469,7 +433,7 @@ def test_with_block_on_the_trained_baseline(worker, manifest):
     )
     what = "with ActivationStats(model, with_hist=True) on the trained baseline CNN, 2 batches of test images"
     stats = worker.get(f"{st_ref.path}.stats", what=f"{what}: st.stats")
-    check_entries(stats, outputs, own_stats(worker, outputs, True), True, what, module_names(mods))
+    check_entries(stats, outputs, True, what, module_names(mods))
     check_summaries(worker, st_ref, stats, what)
 
 
@@ -552,7 +516,7 @@ def test_callback_records_training_batches(worker):
         worker.helper("count_hooks", net, what="counting the hooks left after fit"), what, "remove them in after_fit"
     )
     stats = worker.get(f"{cb.path}.stats", what=f"{what}: .stats")
-    check_entries(stats, outputs, own_stats(worker, outputs, True), True, what, module_names(watched(local)))
+    check_entries(stats, outputs, True, what, module_names(watched(local)))
     check_summaries(worker, cb, stats, what)
     # the same callback in a second fit starts a new record
     worker.helper(
@@ -609,8 +573,10 @@ def summary(worker, ref: Ref, what: str) -> dict:
             and isinstance(a.get("title"), str)
             and isinstance(a.get("axis_on"), bool)
             and isinstance(a.get("lines"), list)
+            and isinstance(a.get("xlines"), list)
+            and len(a["xlines"]) == len(a["lines"])
             and isinstance(a.get("images"), list)
-            and all(isinstance(line, np.ndarray) for line in a["lines"])
+            and all(isinstance(line, np.ndarray) for line in a["lines"] + a["xlines"])
             and all(isinstance(i, dict) and isinstance(i.get("array"), np.ndarray) for i in a["images"])
         )
 
@@ -642,6 +608,13 @@ def test_plot_layer_stats(worker, idx):
     for ax, key in zip(axes, KEYS, strict=True):
         if len(ax.get("lines", [])) != 1:
             fail(f"{what}: the '{ax['title']}' axes should hold one line, got {len(ax.get('lines', []))}")
+        assert_close(
+            ax["xlines"][0],
+            torch.arange(len(rows), dtype=torch.float64),
+            f"{what}: the x values of the '{ax['title']}' line (the batch numbers 0, 1, 2, ...)",
+            rtol=0,
+            atol=0,
+        )
         assert_close(
             ax["lines"][0],
             torch.tensor([row[idx][key] for row in rows], dtype=torch.float64),
@@ -695,14 +668,15 @@ def check_color_dim(s: dict, rows, idx: int, what: str, figsize) -> None:
 @pytest.mark.task("ex4_plots")
 def test_color_dim_on_a_given_axes(worker):
     obj, rows = fake_stats(worker, 5, 2, seed=3)
-    pair = worker.store("figax", "plt.subplots", 1, 2, figsize=(7, 2), what="plt.subplots(1, 2)")
-    axs = worker.store("axs", f"{pair.path}.__getitem__", 1, what="the axes of plt.subplots(1, 2)")
+    fig_axes = worker.store("figax", "plt.subplots", 1, 2, figsize=(7, 2), what="plt.subplots(1, 2)")
+    axs = worker.store("axs", f"{fig_axes.path}.__getitem__", 1, what="the axes of plt.subplots(1, 2)")
     given_ax = worker.store("given", f"{axs.path}.__getitem__", 1, what="the second axes")
     what = "color_dim(stats, 1, ax=ax) on the second axes of plt.subplots(1, 2, figsize=(7, 2))"
     ret = worker.store("ret", "color_dim", obj, 1, ax=given_ax, what=what)
-    if worker.call(f"{ret.path}.__eq__", given_ax, what=f"{what}: comparing axes") is not True:
-        fail(f"{what}: draw on the given ax and return it")
-    s = summary(worker, worker.store("fig2", f"{pair.path}.__getitem__", 0, what="the figure"), what)
+    returned = summary(worker, ret, f"{what}: the returned Axes")
+    s = summary(worker, worker.store("fig2", f"{fig_axes.path}.__getitem__", 0, what="the figure"), what)
+    if returned.get("type") != "Axes" or tuple(returned["figsize"]) != tuple(s["figsize"]):
+        fail(f"{what}: draw on the given ax and return it, got a {ret.type or returned.get('type')}")
     if [len(a.get("images", [])) for a in s.get("axes", [])] != [0, 1]:
         fail(
             f"{what}: the image should be on the given (second) axes only, got images per axes "
@@ -712,27 +686,18 @@ def test_color_dim_on_a_given_axes(worker):
 
 
 # --- all tasks: the student's own code -----------------------------------------------------------------------------
-FASTAI_HOOKS = frozenset({"FastaiActivationStats"})  # imported for the visible tests; the rest needs an import
-
-
 @pytest.mark.parametrize(
     "task",
     [pytest.param(t, marks=pytest.mark.task(t)) for t in ("ex4_layer_stats", "ex4_activation_stats", "ex4_plots")],
 )
-def test_answer_is_own_code(worker, task):
-    """No fastai hook machinery in the answer (the checks' oracle), and the answer works at all."""
-    check_own_code(worker, task, FASTAI_HOOKS, frozenset({"ActivationStats"}), ("fastai.callback.hook",))
-    if task == "ex4_layer_stats":
-        worker.call("activation_stats", torch.ones(2, 3))
-    elif task == "ex4_plots":
-        obj, _ = fake_stats(worker, 3, 2, seed=0)
-        summary(worker, worker.store("fig", "plot_layer_stats", obj, 0, what="plot_layer_stats(stats, 0)"), "a plot")
-    else:
-        worker.store("st_new", "ActivationStats", with_hist=True, what="ActivationStats(with_hist=True)")
-        mro = worker.helper("describe", Ref("ActivationStats"), what="your ActivationStats class")
-        mro = mro.get("mro") if isinstance(mro, dict) else None
-        if not isinstance(mro, list) or "HookCallback" in mro or "Callback" not in mro:
-            fail(
-                "ActivationStats should be your own subclass of fastai's Callback (not of its HookCallback or "
-                f"ActivationStats); its classes are {mro}"
-            )
+def test_answer_is_own_code(submission, task):
+    """No fastai ActivationStats in the answer (the checks' oracle); read from the answer cells."""
+    follow_rules(submission, task)
+
+
+@pytest.mark.task("ex4_activation_stats")
+def test_activation_stats_is_a_fastai_callback(worker):
+    cls = worker.describe(Ref("ActivationStats"), "your ActivationStats class")
+    if "Callback" not in cls["mro"]:
+        fail(f"ActivationStats should be a subclass of fastai's Callback, so that a Learner can use it; its classes "
+             f"are {cls['mro']}")  # fmt: skip

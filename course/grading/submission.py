@@ -1,27 +1,35 @@
 """Find a submission's answers: its solution cells, by nbgrader ``grade_id``, checked against the source notebook.
 
-A missing, duplicated or retyped cell (or a notebook that is not valid JSON) fails only the tasks it
-touches, with a message saying what was found; everything else is graded normally.
+The submitted file is read as plain JSON, cell by cell, without trusting its structure: a missing, duplicated,
+retyped or damaged cell (no ``cell_type``, no ``source``, a source that is not text) fails only the task it
+belongs to, with a message saying what was found; a file that is not a notebook at all fails every task.
+Nothing here raises for anything inside the submitted file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.notebooks import EXERCISES, graded_cells, nbgrader_meta, read_notebook
+from course.notebooks import EXERCISES, TRAINING_SUFFIXES, graded_cells, nbgrader_meta, read_notebook
 
 __all__ = ["Submission", "Task", "exercise_of", "load_submission", "source_notebook", "tasks_of"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """A graded task: its grade_id (the solution cell), points, and title."""
+    """A graded task: its grade_id (the solution cell) and points (the sum of its visible test cells')."""
 
     grade_id: str
     points: float
+
+    @property
+    def trains(self) -> bool:
+        """Its answer cell trains on the full data set: graders read that cell and train a short run instead."""
+        return self.grade_id.endswith(TRAINING_SUFFIXES)
 
 
 @dataclass
@@ -37,11 +45,18 @@ class Submission:
     cells: dict[str, str] = field(default_factory=dict)  # grade_id -> student source
     problems: dict[str, str] = field(default_factory=dict)  # grade_id -> why the task cannot be graded
 
-    def sandbox_cells(self) -> list[tuple[str, str]]:
-        """The cells to execute in the worker: trusted imports first, then the student's answers in order."""
-        return [("imports", self.preamble)] + [
-            (t.grade_id, self.cells[t.grade_id]) for t in self.tasks if t.grade_id in self.cells
-        ]
+    def task(self, grade_id: str) -> Task:
+        return next(t for t in self.tasks if t.grade_id == grade_id)
+
+    def cells_before(self, grade_id: str) -> list[tuple[str, str]]:
+        """The answer cells (grade_id, source) of the tasks before ``grade_id`` that run in the sandbox."""
+        out = []
+        for t in self.tasks:
+            if t.grade_id == grade_id:
+                break
+            if not t.trains and t.grade_id in self.cells:
+                out.append((t.grade_id, self.cells[t.grade_id]))
+        return out
 
 
 def source_notebook(exercise: str, root: str | os.PathLike = ".") -> Path:
@@ -72,34 +87,73 @@ def tasks_of(source_nb) -> list[Task]:
     return tasks
 
 
+def _grade_id(cell) -> str | None:
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+    gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
+    return gid if isinstance(gid, str) else None
+
+
+def _source(cell) -> str | None:
+    """A cell's source as text (nbformat allows a string or a list of strings), or None when it is neither."""
+    src = cell.get("source")
+    if isinstance(src, str):
+        return src
+    if isinstance(src, list) and all(isinstance(s, str) for s in src):
+        return "".join(src)
+    return None
+
+
+def _problem(gid: str, cells: list) -> str | None:
+    if not cells:
+        return f"the answer cell '{gid}' is missing from the notebook"
+    if len(cells) > 1:
+        return f"the answer cell '{gid}' appears {len(cells)} times; keep exactly one"
+    kind = cells[0].get("cell_type")
+    if kind != "code":
+        what = f"changed to a {kind} cell" if isinstance(kind, str) else "damaged (it has no cell_type)"
+        return f"the answer cell '{gid}' was {what[:80]}"
+    if _source(cells[0]) is None:
+        return f"the answer cell '{gid}' is damaged: its source is not text"
+    return None
+
+
 def load_submission(path: str | os.PathLike, root: str | os.PathLike = ".", exercise: str | None = None) -> Submission:
-    """Read a submitted notebook next to its source; never raises for a damaged submission."""
+    """Read a submitted notebook next to its source; never raises for anything in the submitted file."""
     path = Path(path)
     exercise = exercise or exercise_of(path)
     src = read_notebook(source_notebook(exercise, root))
     tasks = tasks_of(src)
     code = [c for c in src.cells if c.cell_type == "code"]
-    raw = path.read_bytes() if path.is_file() else b""
-    sub = Submission(path, exercise, EXERCISES[exercise], hashlib.sha256(raw).hexdigest(), tasks, code[0].source)
     try:
-        nb = read_notebook(path)
-    except ValueError as exc:
-        reason = f"the submitted notebook could not be read ({str(exc).split('(', 1)[-1].rstrip(')')[:200]})"
-        sub.problems = {t.grade_id: reason for t in tasks}
+        raw = path.read_bytes()
+    except OSError as e:
+        raw, unreadable = b"", f"the submitted file could not be read ({e.strerror or e})"
+    else:
+        unreadable = ""
+    sub = Submission(path, exercise, EXERCISES[exercise], hashlib.sha256(raw).hexdigest(), tasks, code[0].source)
+    cells = None
+    if not unreadable:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            unreadable = f"the submitted notebook is not valid JSON ({type(e).__name__})"
+        else:
+            cells = data.get("cells") if isinstance(data, dict) else None
+            if not isinstance(cells, list):
+                unreadable = "the submitted notebook could not be read (it has no list of cells)"
+    if unreadable:
+        sub.problems = {t.grade_id: unreadable for t in tasks}
         return sub
     found: dict[str, list] = {}
-    for cell in nb.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
+    for cell in cells:
+        gid = _grade_id(cell)
         if gid is not None:
-            found.setdefault(str(gid), []).append(cell)
+            found.setdefault(gid, []).append(cell)
     for t in tasks:
-        cells = found.get(t.grade_id, [])
-        if not cells:
-            sub.problems[t.grade_id] = f"the answer cell '{t.grade_id}' is missing from the notebook"
-        elif len(cells) > 1:
-            sub.problems[t.grade_id] = f"the answer cell '{t.grade_id}' appears {len(cells)} times; keep exactly one"
-        elif cells[0].cell_type != "code":
-            sub.problems[t.grade_id] = f"the answer cell '{t.grade_id}' was changed to a {cells[0].cell_type} cell"
+        problem = _problem(t.grade_id, found.get(t.grade_id, []))
+        if problem:
+            sub.problems[t.grade_id] = problem
         else:
-            sub.cells[t.grade_id] = cells[0].source
+            sub.cells[t.grade_id] = _source(found[t.grade_id][0])
     return sub
