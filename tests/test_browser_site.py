@@ -321,7 +321,7 @@ def test_playground_computes_feature_maps_and_receptive_fields(tab, mnist):
     fmap.hover(position={"x": box["width"] * (c + 0.5) / 26, "y": box["height"] * (r + 0.5) / 26})
     text = page.locator("#pg-cell").text_content()
     got = float(re.search(rf"feature map \({r}, {c}\) = (-?[\d.]+)", text).group(1))
-    want = figures.conv2d(three, figures.KERNELS["top"])[r, c]
+    want = figures.feature_map(three, figures.KERNELS["top"])[r, c]
     assert got == pytest.approx(want, abs=1e-3)
 
     # editing one weight changes the map

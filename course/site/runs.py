@@ -28,7 +28,6 @@ runs into ``graders/reference/``; the site reads these files from there:
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +41,17 @@ __all__ = [
     "ArtifactError",
     "LayerStats",
     "Run",
-    "color_dim",
+    "color_dim_figure",
+    "fastai_one_cycle",
+    "fastai_stats",
+    "layer_stats_figure",
     "load_activation_stats",
     "load_manifest",
     "load_schedule",
-    "one_cycle_schedule",
-    "plot_layer_stats",
     "plot_schedule",
     "reference_dir",
     "results_table",
     "run_result",
-    "sched_cos",
 ]
 
 ENV_REFERENCE = "COURSE_REFERENCE_DIR"
@@ -198,49 +197,43 @@ def load_schedule(path: str | os.PathLike, run: str) -> tuple[np.ndarray, np.nda
     return lr, mom
 
 
-# ---------------------------------------------------------------------------------------------- schedule
-
-
-def sched_cos(start: float, end: float, pos: float) -> float:
-    """Cosine annealing from ``start`` (pos 0) to ``end`` (pos 1), the curve fastai uses in both 1cycle phases."""
-    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
-
-
-def one_cycle_schedule(
-    n_steps: int,
-    lr_max: float,
-    div: float = 25.0,
-    div_final: float = 1e5,
-    pct_start: float = 0.25,
-    moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
-) -> tuple[list[float], list[float]]:
-    """Learning rate and momentum before each of ``n_steps`` training batches (step i at pos = i / n_steps)."""
-
-    def phase(start: float, middle: float, end: float, pos: float) -> float:
-        if pos < pct_start:
-            return sched_cos(start, middle, pos / pct_start)
-        return sched_cos(middle, end, (pos - pct_start) / (1 - pct_start))
-
-    pos = [i / n_steps for i in range(n_steps)]
-    lrs = [phase(lr_max / div, lr_max, lr_max / div_final, p) for p in pos]
-    mom = [phase(*moms, p) for p in pos]
-    return lrs, mom
-
-
 # ---------------------------------------------------------------------------------------------- figures
+# The exercises ask students to write these plots and the 1cycle schedule; the site draws them with fastai's
+# own implementations (fed with the reference run's records), so that no answer ships in this package.
 
 
-def plot_layer_stats(stats: LayerStats, idx: int, title: str = ""):
-    """Mean, std and fraction near zero of one layer's activations against the training batch."""
+def fastai_stats(stats: LayerStats):
+    """fastai's ``ActivationStats`` holding the recorded statistics (one row per batch, one dict per layer)."""
+    import torch
+    from fastai.callback.hook import ActivationStats
+    from fastcore.foundation import L
+
+    st = ActivationStats(with_hist=True)
+    st.stats = L(
+        L(
+            {
+                "mean": float(stats.mean[i, b]),
+                "std": float(stats.std[i, b]),
+                "near_zero": float(stats.near_zero[i, b]),
+                "hist": torch.from_numpy(np.ascontiguousarray(stats.hist[i, :, b], dtype=np.float32)),
+            }
+            for i in range(stats.n_layers)
+        )
+        for b in range(stats.mean.shape[1])
+    )
+    return st
+
+
+def layer_stats_figure(stats: LayerStats, idx: int, title: str = ""):
+    """fastai's ``plot_layer_stats``: mean, std and fraction near zero of one layer against the training batch."""
     import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
-    i = range(stats.n_layers)[idx]
-    for ax, values, name in zip(
-        axs, (stats.mean[i], stats.std[i], stats.near_zero[i]), ("mean", "std", "% near zero"), strict=True
-    ):
-        ax.plot(values, color="#3949ab", linewidth=1.2)
-        ax.set_title(name)
+    fastai_stats(stats).plot_layer_stats(range(stats.n_layers)[idx])
+    fig = plt.gcf()
+    fig.set_size_inches(12, 3.2)
+    fig.set_layout_engine("constrained")
+    for ax in fig.axes:
+        ax.lines[0].set(color="#3949ab", linewidth=1.2)
         ax.set_xlabel("training batch")
         ax.grid(alpha=0.3)
     if title:
@@ -248,29 +241,37 @@ def plot_layer_stats(stats: LayerStats, idx: int, title: str = ""):
     return fig
 
 
-def color_dim(stats: LayerStats, idx: int, title: str = "", figsize=(10, 5)):
-    """The 'colourful dimension' plot: log(1 + histogram count) per bin (rows) and batch (columns)."""
+def color_dim_figure(stats: LayerStats, idx: int, title: str = "", figsize=(10, 5)):
+    """fastai's ``color_dim``: log(1 + histogram count) per bin (rows) and batch (columns)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    i = range(stats.n_layers)[idx]
-    ax.imshow(np.log1p(stats.hist[i]), origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.axis("off")
+    fastai_stats(stats).color_dim(range(stats.n_layers)[idx], ax=ax)
+    ax.images[0].set(cmap="viridis", interpolation="nearest")
+    ax.set_aspect("auto")
     if title:
         ax.set_title(f"{title} — {stats.layer_name(idx)}", fontsize=11)
     return fig
 
 
+def fastai_one_cycle(n_steps: int, lr_max: float) -> tuple[list[float], list[float]]:
+    """The learning rate and momentum fastai's ``fit_one_cycle`` sets before each of ``n_steps`` batches."""
+    from fastai.callback.schedule import combined_cos
+
+    lr, mom = combined_cos(0.25, lr_max / 25, lr_max, lr_max / 1e5), combined_cos(0.25, 0.95, 0.85, 0.95)
+    return [float(lr(i / n_steps)) for i in range(n_steps)], [float(mom(i / n_steps)) for i in range(n_steps)]
+
+
 def plot_schedule(n_steps: int, lr_max: float, recorded: tuple[np.ndarray, np.ndarray] | None = None):
-    """fastai's 1cycle learning rate and momentum per batch, from the formula (and a recorded run if given)."""
+    """fastai's 1cycle learning rate and momentum per batch (and a recorded run's, if given)."""
     import matplotlib.pyplot as plt
 
-    lrs, moms = one_cycle_schedule(n_steps, lr_max)
+    lrs, moms = fastai_one_cycle(n_steps, lr_max)
     fig, axs = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
     for ax, values, name, rec in zip(
         axs, (lrs, moms), ("learning rate", "momentum"), recorded or (None, None), strict=True
     ):
-        ax.plot(values, color="#3949ab", linewidth=2, label="formula")
+        ax.plot(values, color="#3949ab", linewidth=2, label="fastai's fit_one_cycle")
         if rec is not None:
             ax.plot(rec, linestyle="none", marker=".", markersize=3, color="#e64a19", label="reference run")
             ax.legend()
