@@ -73,7 +73,8 @@ def main() -> None:
         base = Path(tmp)
         make_submissions(base)
         t0 = time.perf_counter()
-        one = grade_all([base / "submitted" / "s1"], base / "graded-one", jobs=args.jobs, root=ROOT, progress=False)
+        s1 = sorted((base / "submitted" / "s1").rglob("*.ipynb"))  # one student's six notebooks
+        one = grade_all(s1, base / "graded-one", jobs=args.jobs, root=ROOT, progress=False)
         one_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         batch = grade_all([base / "submitted"], base / "graded-batch", jobs=args.jobs, root=ROOT, progress=False)

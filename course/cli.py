@@ -182,6 +182,7 @@ def cmd_grade(args) -> int:
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    ignored: list[str] = []
     results = grade_all(
         args.submissions,
         args.out,
@@ -190,12 +191,20 @@ def cmd_grade(args) -> int:
         force=args.force,
         progress=not args.quiet,
         cell_timeout=args.cell_timeout,
+        isolation="auto" if args.allow_weak_isolation else "bwrap",
+        ignored=ignored,
     )
     for r in sorted(results, key=lambda r: (r["extra"]["student"], r["extra"]["notebook"])):
         print(f"  {r['extra']['student']:<20} {r['extra']['notebook']:<22} {r['score']:>5g} / {r['max_score']:g}")
-    weaker = sorted({r["extra"]["isolation"] for r in results} - {"bwrap"})
-    if weaker:
-        print(f"note: some submissions ran with weaker isolation ({', '.join(weaker)}); install bubblewrap")
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+        print(f"ignored {len(ignored)} notebooks outside the <student>/<assignment>/<notebook>.ipynb layout: {shown}")
+    weaker = sorted({w for r in results for w in r["extra"].get("weaker", [])})
+    for w in weaker:
+        print(f"note: weaker isolation: {w}")
+    errors = [r for r in results if r["extra"].get("error")]
+    if errors:
+        print(f"{len(errors)} submissions could not be graded (see their results.json); run the same command again")
     print(f"wrote {len(results)} results.json and {Path(args.out) / 'grades.csv'}")
     if args.gradebook:
         from course.grading.gradebook import write_gradebook
@@ -270,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds one answer cell or one check's call may run (default 60)",
+    )
+    grade.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="grade even where bwrap does not work (per-process limits only: student code can then read and write "
+        "what this user can); without it, grading refuses to start there",
     )
     grade.add_argument(
         "--gradebook",

@@ -6,13 +6,23 @@ fastai and nbformat once for the whole batch. Its per-check outcomes become one
 Gradescope-style ``results.json`` per submission: one test per task, worth the task's points, passed only
 when all of its hidden checks pass. A class ``grades.csv`` sums them up.
 
+Where submissions are found (``discover``): a notebook path, or a folder in one of two layouts, nbgrader's
+``submitted/`` (``FOLDER/<student>/<assignment>/<notebook>.ipynb``, assignment = notebook name) or a flat one
+(``FOLDER/<student>/<notebook>.ipynb``). The student is always the first folder below FOLDER, so nothing a
+student puts inside their own folder can be graded as someone else's; other files, deeper paths and symbolic
+links are ignored (and listed). Two submissions of one notebook by one student are both left ungraded, with
+a result that says so; the rest of the batch goes on.
+
 Results carry the submission's sha256 and a fingerprint of the graders, so re-running skips what is
 already graded (``--force`` regrades) and an interrupted batch resumes where it stopped. Every file is
-written to a temporary name and renamed, so a result is either complete or absent.
+written to a temporary name and renamed, so a result is either complete or absent. A grader that fails
+for a reason that is not the submission's writes a result that says so and is graded again next time.
+SIGTERM or Ctrl-C stops every grader and sandbox of the batch and removes their temporary folders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -20,8 +30,11 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +45,17 @@ from course.notebooks import EXERCISES
 __all__ = ["Job", "discover", "grade_all", "grade_one", "write_grades_csv"]
 
 RESULTS = "results.json"
+_NOTEBOOKS = {f"{nb}.ipynb": ex for ex, nb in EXERCISES.items()}
 
 
 @dataclass(frozen=True)
 class Job:
-    """One notebook to grade: who submitted it, for which exercise, where it is."""
+    """One notebook to grade: who submitted it, for which exercise, where it is (``others``: more copies)."""
 
     student: str
     exercise: str
     path: Path
+    others: tuple[Path, ...] = ()
 
     @property
     def notebook(self) -> str:
@@ -48,50 +63,60 @@ class Job:
 
 
 def _student_of(nb: Path) -> str:
-    # nbgrader layout: submitted/<student>/<assignment>/<notebook>.ipynb, where <assignment> == <notebook>
+    # a single file: nbgrader's <student>/<assignment>/<notebook>.ipynb, else the folder holding it
     parent = nb.parent
     owner = parent.parent if parent.name == nb.stem else parent
     return owner.name or "student"
 
 
-def discover(paths: list[str | os.PathLike]) -> list[Job]:
-    """Notebooks to grade under files, folders or an nbgrader ``submitted/`` tree; named like the exercises."""
-    names = {f"{nb}.ipynb" for nb in EXERCISES.values()}
-    jobs = []
+def _walk(folder: Path, ignored: list[str]) -> list[tuple[str, Path]]:
+    """(student, notebook) pairs in nbgrader's or the flat layout below ``folder``; anything else into ``ignored``."""
+    found = []
+    for student in sorted(folder.iterdir()):
+        if student.is_symlink() or not student.is_dir() or student.name.startswith("."):
+            continue
+        for dirpath, dirnames, filenames in os.walk(student):  # os.walk does not follow symbolic links
+            here = Path(dirpath)
+            depth = len(here.relative_to(student).parts)
+            dirnames[:] = [d for d in sorted(dirnames) if d != ".ipynb_checkpoints"]
+            for name in sorted(filenames):
+                if not name.endswith(".ipynb"):
+                    continue
+                path = here / name
+                flat = depth == 0 and name in _NOTEBOOKS
+                nbgrader = depth == 1 and name in _NOTEBOOKS and here.name == name[: -len(".ipynb")]
+                if (flat or nbgrader) and path.is_file() and not path.is_symlink():
+                    found.append((student.name, path))
+                else:
+                    ignored.append(str(path))
+    return found
+
+
+def discover(paths: list[str | os.PathLike], ignored: list[str] | None = None) -> list[Job]:
+    """Notebooks to grade (see the module docstring); ``ignored`` collects the notebooks that are not taken."""
+    ignored = [] if ignored is None else ignored
+    pairs: list[tuple[str, Path]] = []
     for p in map(Path, paths):
         if p.is_file():
-            files = [p]
+            pairs.append((_student_of(p.resolve()), p))
         elif p.is_dir():
-            files = sorted(f for f in p.rglob("*.ipynb") if f.name in names and ".ipynb_checkpoints" not in f.parts)
+            pairs += _walk(p, ignored)
         else:
             raise FileNotFoundError(f"{p} does not exist; pass notebooks, folders of them, or nbgrader's submitted/")
-        for f in files:
-            jobs.append(Job(_student_of(f.resolve()), exercise_of(f), f.resolve()))
-    seen = {}
-    for job in jobs:
-        key = (job.student, job.exercise)
-        if key in seen and seen[key] != job.path:
-            raise ValueError(
-                f"two submissions of {job.notebook} for student {job.student!r}: {seen[key]} and {job.path}"
-            )
-        seen[key] = job.path
-    return list(dict.fromkeys(jobs))
+    by_key: dict[tuple[str, str], list[Path]] = {}
+    for student, path in pairs:
+        key = (student, exercise_of(path))
+        if path.resolve() not in by_key.setdefault(key, []):
+            by_key[key].append(path.resolve())
+    return [Job(student, ex, found[0], tuple(found[1:])) for (student, ex), found in by_key.items()]
 
 
 def fingerprint(root: Path, exercise: str) -> str:
-    """Hash of everything that decides this exercise's grades: its grader file, the shared harness, the source
-    notebook and the reference manifest."""
+    """Hash of everything that decides this exercise's grades: the grader modules, the source notebook and the
+    reference manifest."""
     nb = EXERCISES[exercise]
     g = root / "graders"
-    files = [
-        g / "__init__.py",
-        g / "conftest.py",
-        g / "checks.py",
-        g / "strategies.py",
-        g / f"test_{nb}.py",
-        g / "reference" / "manifest.json",
-        root / "solutions" / nb / f"{nb}.ipynb",
-    ]
+    files = sorted(g.glob("*.py")) + [g / "reference" / "manifest.json", root / "solutions" / nb / f"{nb}.ipynb"]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
@@ -123,13 +148,26 @@ def _grader_context():
     return ctx
 
 
-def _pytest_child(args: list[str], root: str, log: str, threads: int) -> None:
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the one that forked it (the fork server) ends."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:
+            os._exit(1)
+
+
+def _pytest_child(args: list[str], root: str, log: str, tmp: str, threads: int) -> None:
     """In the forked grading process: quiet stdio into ``log``, then one pytest session (exit code = pytest's)."""
+    _die_with_parent()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     os.chdir(root)
+    os.environ["TMPDIR"] = tmp  # every temporary folder of this grader lives in the job's folder, removed after it
+    tempfile.tempdir = None
     sys.dont_write_bytecode = True
     # only the plugins the graders use: entry-point plugins (anyio's, via fastai) were imported by the fork server
     # before pytest could install its assertion rewriting, which pytest would warn about (an error here)
@@ -144,42 +182,64 @@ def _pytest_child(args: list[str], root: str, log: str, threads: int) -> None:
     os._exit(int(code))
 
 
+_RUNNING: set = set()  # grader processes of this batch, so that a stop can end them all
+_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+class Stopped(Exception):
+    """The batch is being stopped: no result is written for a submission whose grader was interrupted."""
+
+
+def _stop_all() -> None:
+    _STOPPING.set()
+    with _LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()  # its sandboxes (bwrap --die-with-parent, cgroups) go with it
+
+
 def _run_graders(
-    job: Job, root: Path, timeout: float, cell_timeout: float, threads: int = 1
+    job: Job,
+    root: Path,
+    timeout: float,
+    cell_timeout: float,
+    threads: int = 1,
+    cpus: float = 1.0,
+    isolation: str = "bwrap",
 ) -> tuple[list[dict], dict, str]:
     """Run the exercise's grader file on one submission; (check rows, sandbox info, problem or '')."""
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        out, log = Path(tmp) / "checks.json", Path(tmp) / "pytest.log"
+    job_dir = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    try:
+        out, log, tmp = job_dir / "checks.json", job_dir / "pytest.log", job_dir / "tmp"
+        tmp.mkdir(mode=0o700)
         args = [
             str(root / "graders" / f"test_{job.notebook}.py"),
-            "--submission",
-            str(job.path),
-            "--exercise",
-            job.exercise,
-            "--grade-results",
-            str(out),
-            "--cell-timeout",
-            f"{cell_timeout:g}",
-            "--probe-timeout",
-            f"{cell_timeout:g}",
-            "-p",
-            "_hypothesis_pytestplugin",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--no-header",
-            "--rootdir",
-            str(root),
-        ]
-        proc = _grader_context().Process(target=_pytest_child, args=(args, str(root), str(log), threads))
-        proc.start()
-        proc.join(timeout)
-        timed_out = proc.is_alive()
-        if timed_out:
-            proc.kill()  # its sandbox (bwrap --die-with-parent) goes with it
-            proc.join()
+            "--submission", str(job.path), "--exercise", job.exercise, "--grade-results", str(out),
+            "--cell-timeout", f"{cell_timeout:g}", "--probe-timeout", f"{cell_timeout:g}",
+            "--cpus", f"{cpus:g}", "--isolation", isolation,
+            "-p", "_hypothesis_pytestplugin", "-p", "no:cacheprovider", "-q", "--no-header", "--rootdir", str(root),
+        ]  # fmt: skip
+        proc = _grader_context().Process(target=_pytest_child, args=(args, str(root), str(log), str(tmp), threads))
+        with _LOCK:
+            if _STOPPING.is_set():
+                raise Stopped()
+            proc.start()
+            _RUNNING.add(proc)
+        try:
+            proc.join(timeout)
+            timed_out = proc.is_alive()
+            if timed_out:
+                proc.kill()  # its sandbox (bwrap --die-with-parent) goes with it
+                proc.join()
+        finally:
+            with _LOCK:
+                _RUNNING.discard(proc)
         exitcode = proc.exitcode
         proc.close()
+        if _STOPPING.is_set():
+            raise Stopped()
         if timed_out:
             return [], {}, f"grading took longer than {timeout:.0f} s and was stopped"
         if not out.is_file():
@@ -188,6 +248,32 @@ def _run_graders(
             return [], {}, "the grader could not run: " + " | ".join(tail)[:500]
         data = json.loads(out.read_text())
         return data["checks"], data.get("sandbox", {}), ""
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _task_result(task, rows: list[dict], problem: str) -> dict:
+    checks = [r for r in rows if r["task"] == task.grade_id]
+    failed = [r for r in checks if r["outcome"] != "passed"]
+    if problem:
+        passed, output = False, problem
+    elif not checks:
+        passed, output = False, "no hidden check ran for this task; please tell the instructor"
+    else:
+        passed = not failed
+        output = (
+            f"all {len(checks)} hidden checks passed"
+            if passed
+            else "\n".join(f"- {r['check'].removeprefix('test_').replace('_', ' ')}: {r['feedback']}" for r in failed)
+        )
+    return {
+        "name": task.grade_id,
+        "score": task.points if passed else 0.0,
+        "max_score": task.points,
+        "status": "passed" if passed else "failed",
+        "output": output,
+        "visibility": "visible",
+    }
 
 
 def grade_one(
@@ -198,6 +284,8 @@ def grade_one(
     timeout: float = 900,
     cell_timeout: float = 60,
     threads: int = 1,
+    cpus: float = 1.0,
+    isolation: str = "bwrap",
 ) -> dict:
     """Grade one submission into ``out_dir/<student>/<notebook>/results.json``; reuse an up-to-date result."""
     root, out_dir = Path(root).resolve(), Path(out_dir)
@@ -206,43 +294,31 @@ def grade_one(
     fp = fingerprint(root, job.exercise)
     if target.is_file() and not force:
         old = json.loads(target.read_text())
-        if old.get("extra", {}).get("submission_sha256") == sub.sha256 and old["extra"].get("graders") == fp:
+        extra = old.get("extra", {})
+        if extra.get("submission_sha256") == sub.sha256 and extra.get("graders") == fp and not extra.get("error"):
             return old
-    rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout, threads)
-    tests = []
-    for task in sub.tasks:
-        checks = [r for r in rows if r["task"] == task.grade_id]
-        failed = [r for r in checks if r["outcome"] != "passed"]
-        if problem:
-            passed, output = False, problem
-        elif not checks:
-            passed, output = False, "no hidden check ran for this task; please tell the instructor"
-        else:
-            passed = not failed
-            output = (
-                f"all {len(checks)} hidden checks passed"
-                if passed
-                else "\n".join(
-                    f"- {r['check'].removeprefix('test_').replace('_', ' ')}: {r['feedback']}" for r in failed
-                )
-            )
-        tests.append(
-            {
-                "name": task.grade_id,
-                "score": task.points if passed else 0.0,
-                "max_score": task.points,
-                "status": "passed" if passed else "failed",
-                "output": output,
-                "visibility": "visible",
-            }
-        )
-    isolation = sandbox.get("isolation", "unknown")
-    note = "" if isolation == "bwrap" else " (weaker isolation: bwrap was not available)"
+    error = ""
+    if job.others:
+        copies = ", ".join(str(p) for p in (job.path, *job.others))
+        rows, sandbox, problem = [], {}, f"not graded: {len(job.others) + 1} submissions of {job.notebook} ({copies})"
+    else:
+        try:
+            rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout, threads, cpus, isolation)
+        except Stopped:
+            raise
+        except Exception as e:  # noqa: BLE001 - a grader fault: this submission says so, the batch goes on
+            rows, sandbox = [], {}
+            problem = error = f"internal grader error ({type(e).__name__}: {str(e)[:200]}); please tell the instructor"
+        if problem.startswith("the grader could not run"):
+            error = problem
+    tests = [_task_result(task, rows, problem) for task in sub.tasks]
+    isolation_used = sandbox.get("isolation", "unknown")
+    note = "" if isolation_used == "bwrap" else " (weaker isolation: bwrap was not used)"
     results = {
         "score": sum(t["score"] for t in tests),
         "max_score": sum(t["max_score"] for t in tests),
         "tests": tests,
-        "output": f"graded {job.notebook} with the hidden graders; student code ran sandboxed ({isolation}){note}",
+        "output": f"graded {job.notebook} with the hidden graders; student code ran sandboxed ({isolation_used}){note}",
         "visibility": "visible",
         "extra": {
             "student": job.student,
@@ -250,8 +326,10 @@ def grade_one(
             "notebook": job.notebook,
             "submission_sha256": sub.sha256,
             "graders": fp,
-            "isolation": isolation,
+            "isolation": isolation_used,
+            "enforced": sandbox.get("enforced", []),
             "weaker": sandbox.get("weaker", []),
+            "error": error,
         },
     }
     _atomic_write(target, json.dumps(results, indent=1, sort_keys=True) + "\n")
@@ -278,27 +356,69 @@ def write_grades_csv(results: list[dict], path: str | os.PathLike) -> None:
     _atomic_write(Path(path), buf.getvalue())
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM becomes KeyboardInterrupt in the main thread (so the batch stops the same way as on Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def grade_all(
-    paths, out_dir, jobs: int = 2, root=".", force: bool = False, progress: bool = True, cell_timeout: float = 60
+    paths,
+    out_dir,
+    jobs: int = 2,
+    root=".",
+    force: bool = False,
+    progress: bool = True,
+    cell_timeout: float = 60,
+    isolation: str = "bwrap",
+    ignored: list[str] | None = None,
 ) -> list[dict]:
     """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv.
 
-    The graders are started through :mod:`multiprocessing` (``forkserver``), so a script that calls this
-    needs the usual ``if __name__ == "__main__":`` guard.
+    ``isolation``: "bwrap" (required; the default) or "auto" (per-process limits only where bwrap does not
+    work, said in each result). The graders are started through :mod:`multiprocessing` (``forkserver``), so a
+    script that calls this needs the usual ``if __name__ == "__main__":`` guard.
     """
     from tqdm.auto import tqdm
 
-    todo = discover(paths)
+    from course.grading.sandbox import Sandbox
+
+    Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
+    todo = discover(paths, ignored)
     if not todo:
         raise FileNotFoundError(f"no submissions named like the exercises under {', '.join(map(str, paths))}")
     jobs = max(1, jobs)
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # torch threads per trusted grader; workers use one each
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)  # torch threads per trusted grader; workers use one each
+    cpus = max(1.0, cores / jobs)  # each sandbox's CPU quota: together no more than the machine
     results = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, job, out_dir, root, force, 900, cell_timeout, threads): job for job in todo}
-        with tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress) as bar:
+    _STOPPING.clear()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        with _stop_on_sigterm(), tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress) as bar:
+            futures = {
+                pool.submit(grade_one, job, out_dir, root, force, 900, cell_timeout, threads, cpus, isolation): job
+                for job in todo
+            }
             for fut in as_completed(futures):
                 results.append(fut.result())
                 bar.update()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     write_grades_csv(results, Path(out_dir) / "grades.csv")
     return results
