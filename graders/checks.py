@@ -24,6 +24,8 @@ __all__ = [
     "describe_args",
     "fail",
     "follow_rules",
+    "load_into",
+    "matched_state",
     "numbers",
     "pair",
     "same",
@@ -164,12 +166,26 @@ def explain_error(error: ErrorInfo, what: str, submission: Submission | None = N
 class Worker:
     """The sandboxed submission as one task's checks see it: calls that return plain data or fail the check."""
 
-    def __init__(self, session: Session, submission: Submission, task: str, stopped: dict[str, str] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        submission: Submission,
+        task: str,
+        stopped: dict[str, str] | None = None,
+        cell_errors: dict[str, str] | None = None,
+    ):
         self.session, self.submission, self.task = session, submission, task
         self.stopped = {} if stopped is None else stopped  # task -> what stopped the worker in one of its checks
+        self.cell_errors = {} if cell_errors is None else cell_errors  # task -> what its cell raised when it ran
 
     def require(self) -> None:
-        """Fail the current check when the task's answer cell is missing, damaged or raised when it ran."""
+        """Fail the current check when the task's answer cell is missing or damaged, still the release's stub, or
+        did not run at all (timed out, crashed the worker).
+
+        A cell that raised after defining its functions is still graded: here it runs without the data sets
+        (experiments a student left in the cell fail), so what it defined is checked, and the note in
+        ``cell_errors`` goes with the feedback of any check that fails.
+        """
         task = self.task
         if task in self.submission.problems:
             fail(self.submission.problems[task])
@@ -178,10 +194,14 @@ class Worker:
         cell = next((c for c in self.session.cells if c.grade_id == task), None)
         if cell is None:
             fail(f"the answer cell '{task}' was not run")
-        if not cell.ok:
-            if cell.error is not None:
-                fail(explain_error(cell.error, f"the answer cell '{task}'", self.submission))
+        if cell.ok:
+            return
+        if cell.error is None:
             fail(f"the answer cell '{task}' did not run: {cell.detail}")
+        text = explain_error(cell.error, f"the answer cell '{task}'", self.submission)
+        if "not answered yet" in text:
+            fail(text)
+        self.cell_errors.setdefault(task, text.replace("\n", " "))
 
     def _ensure(self) -> None:
         if self.session.alive:
@@ -256,14 +276,56 @@ class Worker:
             fail(f"{what}.state_dict() could not be read as a dict of tensors")
         return sd
 
-    def load_state(self, ref: Ref | str, state: dict, what: str, strict: bool = True) -> None:
+    def load_state(self, ref: Ref | str, state: dict, what: str) -> None:
+        """Load ``state`` (an oracle's) into a module, matched by layout (``matched_state``), not by key."""
         target = ref.path if isinstance(ref, Ref) else ref
-        plain = {str(k): v.detach().clone() for k, v in state.items()}
+        plain = {k: v.detach().clone() for k, v in matched_state(self.state_dict(ref, what), state, what).items()}
         self.probe(
-            {"op": "call", "target": f"{target}.load_state_dict", "args": [plain], "kwargs": {"strict": strict},
-             "discard": True},
+            {"op": "call", "target": f"{target}.load_state_dict", "args": [plain], "discard": True},
             f"{what}: load_state_dict",
-        )  # fmt: skip
+        )
+
+
+def _modules(state: dict) -> list[tuple[str, dict]]:
+    """(module prefix, {entry name: tensor}) in order: {"0.conv.weight": w} -> [("0.conv", {"weight": w})]."""
+    out: dict[str, dict] = {}
+    for key, value in state.items():
+        prefix, _, name = key.rpartition(".")
+        out.setdefault(prefix, {})[name] = value
+    return list(out.items())
+
+
+def matched_state(target: dict, source: dict, what: str) -> dict:
+    """``source``'s tensors under ``target``'s keys: modules matched in order, entries by name and shape.
+
+    A network whose blocks are named (``nn.Sequential(OrderedDict(conv=..., act=...))``) or whose layer
+    registers its buffers in another order is laid out like the chapter's when its modules come in the same
+    order with the same entries; then the same weights can be compared."""
+    mine, theirs = _modules(target), _modules(source)
+
+    def layout(mods):
+        return [sorted((n, tuple(v.shape)) for n, v in m.items()) for _, m in mods]
+
+    if layout(mine) != layout(theirs):
+        fail(
+            f"{what}: its parameters and buffers, module by module, should be {layout(theirs)}, got {layout(mine)}"[
+                :800
+            ]
+        )
+    return {
+        f"{prefix}.{name}" if prefix else name: theirs[i][1][name]
+        for i, (prefix, entries) in enumerate(mine)
+        for name in entries
+    }
+
+
+def load_into(model: torch.nn.Module, state: dict, what: str) -> torch.nn.Module:
+    """A trusted model with a worker's ``state`` (a state_dict reply) loaded by layout; fails the check if it
+    does not fit."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        fail(f"{what}: the trained weights could not be read")
+    model.load_state_dict(matched_state(model.state_dict(), state, what))
+    return model
 
 
 def _described(d, depth: int = 0) -> bool:

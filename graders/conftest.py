@@ -96,6 +96,7 @@ class Grading:
         self.fresh: dict[str, object] = {}
         self.replays: dict[str, object] = {}
         self.stopped: dict[str, str] = {}  # task -> what stopped a worker in one of its checks
+        self.cell_errors: dict[str, str] = {}  # task -> what its answer cell raised when it ran
 
     def _session(self, cells):
         session = self.sandbox.session(cells)
@@ -107,7 +108,7 @@ class Grading:
         if self.sub.task(task).trains:
             if task not in self.fresh:
                 self.fresh[task] = self._session([self.imports] + self.sub.cells_before(task))
-            return Worker(self.fresh[task], self.sub, task, self.stopped)
+            return Worker(self.fresh[task], self.sub, task, self.stopped, self.cell_errors)
         if self.main is None:
             self.main = self.sandbox.session(self.main_cells)
             self.main.start(upto=1)
@@ -117,7 +118,7 @@ class Grading:
         names = [gid for gid, _ in self.main_cells]
         upto = names.index(task) + 1 if task in names else len([g for g, _ in self.sub.cells_before(task)]) + 1
         self.main.advance(upto)
-        return Worker(self.main, self.sub, task, self.stopped)
+        return Worker(self.main, self.sub, task, self.stopped, self.cell_errors)
 
     def replay(self, task: str) -> Worker | None:
         """A fresh worker with correct stand-ins for the earlier tasks' functions, or None when the task uses
@@ -131,7 +132,7 @@ class Grading:
             before = [(gid, src) for gid, src in self.sub.cells_before(task) if ran.get(gid, True)]
             own = [] if trains else [(task, self.sub.cells[task])]
             self.replays[task] = self._session([self.imports, *before, ("standins", standin_cell(earlier)), *own])
-        return Worker(self.replays[task], self.sub, task)
+        return Worker(self.replays[task], self.sub, task)  # its notes stay out of the feedback
 
     def close(self) -> dict:
         """Close every session; the isolation report of the main one (or of any that ran)."""
@@ -169,6 +170,7 @@ def grading(submission, pytestconfig):
         cpus=pytestconfig.getoption("cpus"),
     )
     g = Grading(submission, Sandbox(limits, isolation=pytestconfig.getoption("isolation")))
+    pytestconfig._grading = g
     try:
         yield g
     finally:
@@ -247,6 +249,10 @@ def pytest_runtest_makereport(item, call):
             feedback = ""
         elif isinstance(exc, CheckFailed):
             feedback = str(exc)[:FEEDBACK_CHARS]
+            grading = getattr(item.config, "_grading", None)
+            note = grading.cell_errors.get(marker.args[0]) if grading is not None and marker else None
+            if note:
+                feedback += f"\n(note: when it ran here, without the data sets, {note[:500]})"
         else:  # a grader problem, not the student's: say so without grader source
             feedback = f"internal grader error ({type(exc).__name__}); please tell the instructor"
         item.config._grade_rows.append(

@@ -47,12 +47,11 @@ class Call:
         return self.name.rsplit(".", 1)[-1]
 
     def arg(self, params: tuple[str, ...], name: str, default: Any = None) -> Any:
-        """An argument by name, or by its position in ``params``."""
+        """An argument by name, or by its position in ``params``; ``default`` when absent or given as None."""
         kw = dict(self.kwargs)
-        if name in kw:
-            return kw[name]
         i = params.index(name)
-        return self.args[i] if i < len(self.args) else default
+        value = kw[name] if name in kw else self.args[i] if i < len(self.args) else None
+        return default if value is None else value
 
 
 @dataclass
@@ -62,7 +61,12 @@ class Recipe:
     learner: Any = None
     fits: list[Call] = field(default_factory=list)
     names: dict[str, Any] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
     problem: str = ""
+
+    def first(self, short: str) -> int | None:
+        """Position of the first call to ``short`` (e.g. "set_seed") among all calls, in evaluation order."""
+        return next((i for i, c in enumerate(self.calls) if c.short == short), None)
 
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -81,6 +85,7 @@ class _Reader:
     def __init__(self):
         self.env: dict[str, Any] = {}
         self.fits: list[Call] = []
+        self.calls: list[Call] = []  # every call evaluated, in the order Python evaluates them
 
     def value(self, node: ast.AST, depth: int = 0) -> Any:
         if depth > 50:
@@ -108,7 +113,9 @@ class _Reader:
         if isinstance(node, ast.Call):
             args = tuple(self.value(a, depth + 1) for a in node.args if not isinstance(a, ast.Starred))
             kwargs = tuple((k.arg, self.value(k.value, depth + 1)) for k in node.keywords if k.arg)
-            return Call(_dotted(node.func), args, kwargs)
+            call = Call(_dotted(node.func), args, kwargs)
+            self.calls.append(call)
+            return call
         if isinstance(node, ast.Lambda):
             return Unknown(ast.unparse(node)[:80])
         return Unknown(type(node).__name__)
@@ -139,8 +146,9 @@ class _Reader:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
+        value = self.value(node)
         if isinstance(func, ast.Attribute) and func.attr in TRAINING_METHODS and _dotted(func.value) == "learn":
-            self.fits.append(self.value(node))
+            self.fits.append(value)
 
 
 def read_recipe(source: str) -> Recipe:
@@ -150,7 +158,7 @@ def read_recipe(source: str) -> Recipe:
         return Recipe(problem="the cell is not valid Python")
     reader = _Reader()
     reader.run(tree.body)
-    return Recipe(reader.env.get("learn"), reader.fits, reader.env)
+    return Recipe(reader.env.get("learn"), reader.fits, reader.env, reader.calls)
 
 
 def _number(v: Any) -> bool:

@@ -16,12 +16,13 @@ such a task is not graded (each notebook states this rule in its introduction).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
 from course.grading.worker import strip_magics
 
-__all__ = ["RULES", "Rule", "code_of", "names_used", "parse", "tampering", "violations"]
+__all__ = ["RULES", "Rule", "code_of", "learner_shadows", "names_used", "parse", "tampering", "violations"]
 
 
 @dataclass(frozen=True)
@@ -283,3 +284,44 @@ def _dynamic(cell: str, node: ast.AST, called: set[int], hit) -> None:
             why = f"import {bad[0]}"
     if why:
         hit(cell, node, f"looks names up at run time or reaches into the interpreter ({why})")
+
+
+@functools.cache
+def learner_attributes() -> frozenset[str]:
+    """Every name ``hasattr(learn, name)`` is true for during a fit: a fastai callback that assigns one of them
+    makes fastai warn that it hides the learner's (``Callback.__setattr__``). Read off a tiny real fit."""
+    import warnings
+
+    import fastai.callback.progress  # noqa: F401  (Learner.no_bar)
+    from fastai.callback.core import Callback
+    from fastai.test_utils import synth_learner
+
+    seen: set[str] = set()
+
+    class Look(Callback):
+        def after_batch(self):
+            seen.update(dir(self.learn))
+            seen.update(n for n in dir(self.learn.model) if not n.startswith("_"))  # a Learner delegates to its model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn = synth_learner(n_trn=2, n_val=1, cbs=Look())
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1)
+    return frozenset(seen)
+
+
+def learner_shadows(source: str, class_name: str) -> list[str]:
+    """``self.<name> = ...`` in a method of the cell's ``class_name`` (other than ``__init__``, which runs before
+    the callback has a learner) where the learner has ``name``."""
+    tree = parse(source)
+    found = []
+    for cls in (n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef) and n.name == class_name):
+        for method in (m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name != "__init__"):
+            for node in ast.walk(method):
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                for t in (x for target in targets if isinstance(target, ast.AST) for x in ast.walk(target)):
+                    own = isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+                    if own and t.attr in learner_attributes():
+                        found.append(f"self.{t.attr} in {method.name} (line {t.lineno})")
+    return list(dict.fromkeys(found))

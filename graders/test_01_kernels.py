@@ -97,22 +97,39 @@ def test_apply_kernel_equals_f_conv2d(worker, h, w, data, seed):
     )
 
 
+def _definition(source: str, name: str):
+    """The last top-level definition of ``name`` in a cell: a def, a lambda (or other value), or None."""
+    tree = parse(source)
+    found = None
+    for stmt in tree.body if tree is not None else []:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == name:
+            found = stmt
+        elif isinstance(stmt, ast.Assign) and name in {getattr(t, "id", None) for t in stmt.targets}:
+            found = stmt.value
+    return found
+
+
+@pytest.mark.task("ex1_apply_kernel")
+def test_apply_kernel_uses_tensor_operations(submission):
+    """The notebook: 'use tensor operations, no Python loops' (read from the answer cell)."""
+    found = _definition(submission.cells["ex1_apply_kernel"], "apply_kernel")
+    loops = (ast.For, ast.While, ast.AsyncFor, ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp)
+    loop = next((n for n in ast.walk(found) if isinstance(n, loops)), None) if found is not None else None
+    if loop is not None:
+        fail(
+            f"apply_kernel should use tensor operations, no Python loops, but it loops (line {loop.lineno} of the "
+            "cell); multiply the window by the kernel and sum"
+        )
+
+
 def _nested_comprehension_problem(source: str) -> str | None:
     """Why the answer cell's map_kernel is not one nested list comprehension over apply_kernel (None when it is).
 
     Read from the submitted cell text: the last top-level definition of map_kernel, a def or a lambda.
     """
-    tree = parse(source)
-    if tree is None:
+    if parse(source) is None:
         return "the cell is not valid Python"
-    found = None
-    for stmt in tree.body:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == "map_kernel":
-            found = stmt
-        elif isinstance(stmt, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "map_kernel" for t in stmt.targets
-        ):
-            found = stmt.value
+    found = _definition(source, "map_kernel")
     if found is None:
         return "the cell does not define it (`def map_kernel(image, kernel):` or `map_kernel = lambda ...`)"
     if isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef) and found.decorator_list:

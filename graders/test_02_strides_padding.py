@@ -35,10 +35,10 @@ def test_output_size_matches_the_formula(worker, n, ks, stride, padding):
     args = dict(stride=stride, padding=padding)
     if ks > n + 2 * padding:
         message = worker.expect_raises("ValueError", "conv_output_size", n, ks, **args)
-        if str(ks) not in message:
+        if str(ks) not in message or "ks" not in message:
             fail(
                 f"conv_output_size({n}, {ks}, stride={stride}, padding={padding}) raised ValueError, but its message "
-                f"should name the kernel size {ks}: {message[:200]!r}"
+                f"should name the parameter ks and its value {ks}: {message[:200]!r}"
             )
         return
     want = (n + 2 * padding - ks) // stride + 1
@@ -92,6 +92,11 @@ def test_zero_pad_equals_f_pad(worker, lead, h, w, padding, dtype, seed):
     assert_close(got, F.pad(x, (padding,) * 4), what, rtol=0, atol=0, oracle="F.pad", check_dtype=True)
     assert_close(worker.get("$x", what="its input afterwards"), x, f"{what}: the input afterwards (zero_pad must not "
                  "change it)", rtol=0, atol=0)  # fmt: skip
+    # a new tensor: writing into the result leaves the input as it was
+    out = worker.store("out", "zero_pad", kept, padding, what=what)
+    worker.probe({"op": "call", "target": f"{out.path}.fill_", "args": [7], "discard": True}, f"{what}: filling it")
+    assert_close(worker.get("$x", what="its input"), x, f"{what}, then the result filled with 7: the input (zero_pad "
+                 "returns a new tensor, not x itself or a view of it)", rtol=0, atol=0)  # fmt: skip
 
 
 @pytest.mark.task("ex2_zero_pad")

@@ -26,6 +26,7 @@ from torch import nn
 from course.grading import Ref
 
 from .checks import assert_close, fail, follow_rules, numbers, pair, scalar
+from .rules import learner_shadows
 from .strategies import rand, settings_for_graders, settings_for_slow_graders
 
 pytestmark = pytest.mark.ex4
@@ -563,6 +564,11 @@ def fake_stats(worker, n_batches: int, n_layers: int, seed: int):
     return obj, rows
 
 
+def _position(a: dict) -> bool:
+    pos = a.get("position")
+    return isinstance(pos, list) and len(pos) == 4 and all(isinstance(v, float) for v in pos)
+
+
 def summary(worker, ref: Ref, what: str) -> dict:
     """figure_summary of a Figure or Axes, checked for form (it comes from the worker)."""
     s = worker.helper("figure_summary", ref, what=f"{what} (reading the figure)")
@@ -603,6 +609,11 @@ def test_plot_layer_stats(worker, idx):
     if s.get("type") != "Figure":
         fail(f"{what}: return the Figure, got {fig.type or s.get('type')}")
     axes = s.get("axes", [])
+    if tuple(round(v, 3) for v in s["figsize"]) != (12.0, 3.0):
+        fail(f"{what}: use plt.subplots(1, 3, figsize=(12, 3)); the figure's size is {tuple(s['figsize'])}")
+    bottoms = {round(float(a["position"][1]), 3) for a in axes if _position(a)}
+    if len(bottoms) != 1 or not all(_position(a) for a in axes):
+        fail(f"{what}: the three axes should sit side by side in one row (plt.subplots(1, 3, ...))")
     if [a.get("title") for a in axes] != ["mean", "std", "% near zero"]:
         fail(f"{what}: expected 3 axes titled ['mean', 'std', '% near zero'], got {[a.get('title') for a in axes]}")
     for ax, key in zip(axes, KEYS, strict=True):
@@ -693,6 +704,15 @@ def test_color_dim_on_a_given_axes(worker):
 def test_answer_is_own_code(submission, task):
     """No fastai ActivationStats in the answer (the checks' oracle); read from the answer cells."""
     follow_rules(submission, task)
+
+
+@pytest.mark.task("ex4_activation_stats")
+def test_activation_stats_keeps_the_learners_attributes(submission):
+    """The notebook: inside fastai events, do not assign attributes the learner has (such as model or modules)."""
+    found = learner_shadows(submission.cells["ex4_activation_stats"], "ActivationStats")
+    if found:
+        fail(f"ActivationStats assigns {found[0]}, a name the learner has; fastai warns that this hides the "
+             "learner's (use other names, or self.learn.<name> to read it)")  # fmt: skip
 
 
 @pytest.mark.task("ex4_activation_stats")

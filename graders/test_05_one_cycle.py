@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from course.grading import Ref
 
 from .checks import assert_close, fail, follow_rules, numbers, scalar
+from .rules import learner_shadows
 from .strategies import settings_for_graders, settings_for_slow_graders
 
 pytestmark = pytest.mark.ex5
@@ -130,6 +131,9 @@ def call_each(worker, target, arg_lists: list, what: str) -> list:
 def schedule_pair(got, n_steps: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(got, list | tuple) or len(got) != 2:
         fail(f"{what}: expected a pair (lrs, moms), got {type(got).__name__}")
+    for part, name in zip(got, ("lrs", "moms"), strict=True):
+        if not isinstance(part, list):
+            fail(f"{what}: {name} should be a list (the notebook asks for two lists), got {type(part).__name__}")
     return numbers(got[0], f"{what}: lrs", n_steps), numbers(got[1], f"{what}: moms", n_steps)
 
 
@@ -442,3 +446,14 @@ def test_scheduler_fresh_cycle_each_fit(worker):
 def test_answer_is_own_code(submission, task):
     """No fastai scheduling code in the answer (the checks' oracle); read from the answer cells."""
     follow_rules(submission, task)
+
+
+@pytest.mark.task("ex5_scheduler")
+def test_scheduler_keeps_the_learners_attributes(submission):
+    """The notebook: inside fastai events, do not assign attributes the learner has (such as moms or lr)."""
+    found = learner_shadows(submission.cells["ex5_scheduler"], "OneCycleScheduler")
+    if found:
+        fail(
+            f"OneCycleScheduler assigns {found[0]}, a name the learner has; fastai warns that this hides the "
+            "learner's. Assign self.lrs and self.moms once in __init__ and fill them in place"
+        )

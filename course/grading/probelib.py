@@ -9,7 +9,7 @@ Arguments arrive decoded (tensors, ndarrays, JSON values, objects named by ``Ref
 ========================= ==============================================================================
 helper                    returns
 ========================= ==============================================================================
-describe(obj)             type, MRO names, for modules: children, parameter/buffer shapes, parameter
+describe(obj)             type, MRO names, the class's module, for modules: children, parameter/buffer shapes, parameter
                           count, conv/norm/linear attributes, ``training``
 apply_each(fn, arg_lists) ``[{"value": fn(*args)} | {"error": {"type", "message"}}]`` (many calls, one probe)
 forward_backward(fn, ...) output, input grads and parameter grads of ``fn(*inputs)`` with ``grad_output``
@@ -54,6 +54,7 @@ def describe(obj) -> dict:
     out: dict[str, Any] = {
         "type": _type_name(obj),
         "mro": [c.__qualname__ for c in cls.__mro__][:20],
+        "module": str(cls.__module__),
         "is_class": isinstance(obj, type),
         "callable": callable(obj),
     }
@@ -278,6 +279,7 @@ def figure_summary(obj, close: bool = True) -> dict:
                 "xlabel": ax.get_xlabel(),
                 "ylabel": ax.get_ylabel(),
                 "axis_on": bool(ax.axison),
+                "position": [float(v) for v in ax.get_position().bounds],  # x0, y0, width, height in the figure
                 "lines": [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.lines],
                 "xlines": [np.asarray(line.get_xdata(), dtype=np.float64) for line in ax.lines],
                 "images": [

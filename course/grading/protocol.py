@@ -3,9 +3,10 @@
 A value on the wire is plain JSON (``null``, booleans, numbers, strings, lists, objects with
 string keys) or one of these tagged objects:
 
-``{"__array__": <base64>, "dtype": "float32", "shape": [N, C], "kind": "tensor" | "ndarray"}``
+``{"__array__": <base64>, "dtype": "float32", "shape": [N, C], "kind": "tensor" | "ndarray" | "scalar"}``
     raw C-order bytes of a numeric array (dtypes in ``DTYPES``); the trusted side rebuilds it with
-    ``np.frombuffer`` after checking that the byte count matches the shape.
+    ``np.frombuffer`` after checking that the byte count matches the shape. ``scalar`` (shape ``[]``, from the
+    worker only) is a numpy scalar such as ``np.int64(7)``, which stays one: it is not a Python int.
 ``{"__npy__": "a1.npy", "kind": "tensor" | "ndarray"}``
     a big input array the trusted side wrote into the read-only inputs folder; the worker reads it
     with ``np.load(allow_pickle=False)``. Only the trusted side sends these.
@@ -259,7 +260,7 @@ def _decode_array(obj: dict, budget: Budget):
     data, dtype, shape, kind = obj["__array__"], obj.get("dtype"), obj.get("shape"), obj.get("kind", "ndarray")
     if type(dtype) is not str or dtype not in DTYPES:
         raise ProtocolError(f"array dtype {str(dtype)[:40]!r} is not allowed")
-    if kind not in ("tensor", "ndarray"):
+    if kind not in ("tensor", "ndarray", "scalar") or (kind == "scalar" and shape != []):
         raise ProtocolError(f"array kind {str(kind)[:40]!r} is not allowed")
     if type(shape) is not list or len(shape) > MAX_NDIM or not all(type(n) is int and 0 <= n < 1 << 40 for n in shape):
         raise ProtocolError("array shape must be a list of at most 8 non-negative ints")
@@ -281,4 +282,4 @@ def _decode_array(obj: dict, budget: Budget):
         import torch
 
         return torch.from_numpy(arr)
-    return arr
+    return arr[()] if kind == "scalar" else arr

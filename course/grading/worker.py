@@ -150,8 +150,8 @@ class Encoder:
             return s
         if issubclass(t, complex):
             return self.array(self.np_array(complex.__complex__(x)), "ndarray")
-        if issubclass(t, self.generic):
-            return self.enc(self.item(x), depth + 1)
+        if issubclass(t, self.generic):  # a numpy scalar stays one (np.int64 is not an int)
+            return self.array(self.np_array(x), "scalar")
         if issubclass(t, self.tensor):
             with self.no_tf():
                 plain = self.as_subclass(x, self.tensor)
