@@ -223,14 +223,6 @@ def pytest_pyfunc_call(pyfuncitem):
 
 
 @pytest.fixture(scope="session")
-def references():
-    """The reference implementations (solution cells of solutions/), loaded in the trusted process."""
-    from course.reference import load_references
-
-    return load_references(ROOT)
-
-
-@pytest.fixture(scope="session")
 def manifest():
     path = REFERENCE / "manifest.json"
     if not path.is_file():

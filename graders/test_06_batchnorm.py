@@ -1,9 +1,9 @@
 """Hidden checks for ex6 (06_batchnorm): BatchNorm2d, the batch-normalized CNN, the final model, other norms.
 
 Oracles: ``nn.BatchNorm2d`` (training and evaluation, running statistics over several steps, momentum and eps
-variants, gradients), ``nn.GroupNorm`` / ``nn.InstanceNorm2d`` for the other kinds, the reference network
-(``graders/reference/weights/r6_final.pt``, built from the reference implementations of ``solutions/``) and the
-reference implementation's accuracy after the same short training run (the manifest's ``budgets``).
+variants, gradients), ``nn.GroupNorm`` / ``nn.InstanceNorm2d`` for the other kinds, the final network built from
+``torch.nn`` with the reference run's weights (``graders/reference/weights/r6_final.pt``) and the reference
+implementation's accuracy after the same short training run (the manifest's ``budgets``).
 
 The final-model task (6.3) trains for minutes on the full data set, so its answer cell is not executed: the
 checks read what it trains (its source) and run the same recipe, shortened, with the student's own
@@ -474,7 +474,7 @@ def test_batchnorm_evaluation_matches_torch(worker, nf, eps, momentum, seed):
 
 
 @pytest.mark.task("ex6_batchnorm")
-def test_batchnorm_in_the_reference_network(worker, manifest, references):
+def test_batchnorm_in_the_reference_network(worker, manifest):
     """Conv2d + your BatchNorm2d + ReLU with the final model's reference weights predicts like the reference network."""
     from course.grading import probelib
 
@@ -499,7 +499,7 @@ def test_batchnorm_in_the_reference_network(worker, manifest, references):
         std=std,
         what="the final CNN with your BatchNorm2d, in eval mode, on 1000 test images",
     )
-    ref_model = references["ex6"].simple_cnn_bn()
+    ref_model = trusted_cnn_bn()  # nn.BatchNorm2d in eval mode: what the reference's BatchNorm2d computes
     ref_model.load_state_dict(state)
     want = single_threaded(probelib.predict, ref_model, xs, mean=mean, std=std)
     what = (
