@@ -20,8 +20,6 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from course.grading.worker import strip_magics
-
 __all__ = ["RULES", "Rule", "code_of", "learner_shadows", "names_used", "parse", "tampering", "violations"]
 
 
@@ -101,9 +99,10 @@ _COURSE_API = ("course.data", "course.dataloaders", "course.env")
 
 
 def parse(source: str) -> ast.Module | None:
-    """The cell's syntax tree (IPython magics commented out), or None when it is not valid Python."""
+    """The cell's syntax tree, or None when it is not valid Python (then it runs as a syntax error and defines
+    nothing). ``source`` is a submission's cell as it runs (``submission.runnable``): read and run are one text."""
     try:
-        return ast.parse(strip_magics(source))
+        return ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
 

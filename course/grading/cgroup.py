@@ -123,10 +123,15 @@ class Cgroup:
         self.version, self.dirs = version, dirs
 
     @classmethod
-    def create(cls, memory_bytes: int, pids: int, cpus: float) -> Cgroup | None:
-        """A new group with these limits, or None when groups cannot be used here (see ``cgroup_problem``)."""
+    def create(cls, memory_bytes: int, pids: int, cpus: float, parent: Cgroup | None = None) -> Cgroup | None:
+        """A new group with these limits, or None when groups cannot be used here (see ``cgroup_problem``).
+
+        With ``parent``, the group is made inside it: the parent's limits then hold for all its groups together
+        (one submission's sessions share one budget)."""
         if cgroup_problem() is not None:
             return None
+        if parent is not None:
+            return cls._make((parent.version, parent.dirs), memory_bytes, pids, cpus)
         layout = _layout()
         _sweep(layout)
         return cls._make(layout, memory_bytes, pids, cpus)
@@ -156,6 +161,8 @@ class Cgroup:
             with contextlib.suppress(OSError):  # enabled already, or not ours to enable (then writes below fail)
                 (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in _V2_CONTROLLERS))
             d = self.dirs["memory"]
+            with contextlib.suppress(OSError):  # a group of ours, not yet holding processes: its children get them
+                (d / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in _V2_CONTROLLERS))
             (d / "memory.max").write_text(str(memory_bytes))
             with contextlib.suppress(OSError):  # no swap accounting: nothing to forbid
                 (d / "memory.swap.max").write_text("0")

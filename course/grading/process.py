@@ -32,7 +32,7 @@ _JOIN_AND_EXEC = f'for f in ${_CGROUP_ENV}; do echo $$ > "$f" || exit 125; done;
 
 def wall_cap(cpu_seconds: float) -> float:
     """Wall-clock limit for a step whose limit is counted in CPU time (a worker that sleeps uses none)."""
-    return 3 * cpu_seconds + 5
+    return 2 * cpu_seconds + 5
 
 
 class Capture:

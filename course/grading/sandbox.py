@@ -78,6 +78,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,25 @@ class Sandbox:
         self.mode, self.fallback_reason = self._choose(isolation)
         self.seccomp = filter_program() if self.mode == "bwrap" else None
         self.group_problem = cgroup_problem()
+        self._group: Cgroup | None = None
+
+    def group(self) -> Cgroup | None:
+        """The cgroup all this sandbox's sessions share (their memory, processes and CPU quota, together)."""
+        if self._group is None and self.group_problem is None:
+            lim = self.limits
+            try:
+                self._group = Cgroup.create(lim.memory_bytes, lim.pids, lim.cpus)
+            except OSError as e:
+                self.group_problem = f"cgroup could not be created: {e}"
+                return None
+            weakref.finalize(self, self._group.remove)
+        return self._group
+
+    def close(self) -> None:
+        """Remove the shared cgroup (its sessions must be closed first)."""
+        if self._group is not None:
+            self._group.remove()
+            self._group = None
 
     @staticmethod
     def _choose(isolation: str) -> tuple[str, str]:
@@ -264,8 +284,11 @@ class Sandbox:
             raise RuntimeError(f"bwrap isolation is required but {reason}; {WEAK_ISOLATION_HINT}")
         return "rlimits-only", reason
 
-    def session(self, cells: list[tuple[str, str]], files: dict[str, Any] | None = None) -> Session:
-        return Session(self, cells, files)
+    def session(
+        self, cells: list[tuple[str, str]], files: dict[str, Any] | None = None, deadline: float | None = None
+    ) -> Session:
+        """A session over ``cells``; ``deadline`` (``time.monotonic()``) shortens its ``Limits.run_seconds``."""
+        return Session(self, cells, files, deadline)
 
     def run(self, cells: list[tuple[str, str]], probes: list[dict], files: dict[str, Any] | None = None) -> RunResult:
         """Run ``cells`` in one worker, then ``probes`` in order; after a worker stop the rest are ``skipped``."""
@@ -285,7 +308,13 @@ class Sandbox:
 class Session:
     """One submission's worker: cells run on ``start``/``advance``; ``probe`` asks questions; ``close`` cleans up."""
 
-    def __init__(self, sandbox: Sandbox, cells: list[tuple[str, str]], files: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        cells: list[tuple[str, str]],
+        files: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ):
         for cell in cells:
             if not (isinstance(cell, tuple | list) and len(cell) == 2 and all(isinstance(c, str) for c in cell)):
                 raise TypeError("cells must be (grade_id, source) string pairs")
@@ -307,7 +336,7 @@ class Session:
         self._n = 0
         self._probe_n = 0
         self._t0 = time.monotonic()
-        self._deadline = self._t0 + self.limits.run_seconds
+        self._deadline = min(self._t0 + self.limits.run_seconds, deadline or float("inf"))
         self._dirs = [tempfile.mkdtemp(prefix="course-sandbox-")]
         self.inputs = Path(self._dirs[0])
         os.chmod(self.inputs, 0o755)
@@ -538,13 +567,17 @@ class Session:
         return True
 
     def _cgroup(self) -> Cgroup | None:
-        """The session's cgroup (made at the first start, emptied at each restart), or None (see ``weaker``)."""
-        if self._group is None and self.sandbox.group_problem is None:
+        """The session's cgroup, inside the sandbox's (made at the first start, emptied at each restart), or None
+        (see ``weaker``)."""
+        parent = self.sandbox.group()
+        if self._group is None and parent is not None:
             lim = self.limits
             try:
-                self._group = Cgroup.create(lim.memory_bytes, lim.pids, lim.cpus)
+                self._group = Cgroup.create(lim.memory_bytes, lim.pids, lim.cpus, parent=parent)
             except OSError as e:
                 self._group_state = f"cgroup could not be created: {e}"
+        elif parent is None:
+            self._group_state = self.sandbox.group_problem or self._group_state
         return self._group
 
     def _spawn(self) -> bool:

@@ -8,7 +8,8 @@ with ``EPERM`` unless noted:
   ``ENOSYS``, its flags live in memory a filter cannot read, so C libraries fall back to ``clone``);
 * mounts and root changes: ``mount``, ``umount2``, ``pivot_root``, ``chroot`` and the new mount API;
 * looking into or changing processes: ``ptrace``, ``process_vm_readv``/``writev``, and
-  ``prctl(PR_SET_DUMPABLE)`` (the worker makes itself non-dumpable, so its ``/proc/self/mem`` is closed to it);
+  ``prctl(PR_SET_DUMPABLE, 1)`` (the worker makes itself non-dumpable, so its ``/proc/self/mem`` is closed to
+  it, and cannot turn that back on);
 * memory the per-process limits do not see: SysV shared memory and message queues (``shmget``,
   ``msgget``) and ``memfd_create``;
 * kernel interfaces no grading needs: ``bpf``, ``perf_event_open``, ``userfaultfd``, ``io_uring_*``,
@@ -63,7 +64,7 @@ _ALLOW, _KILL_PROCESS, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _EPERM, _ENOSYS = 1, 38
 _X32_BIT = 0x40000000
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6] (low half of args[0] at 16)
-_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16
+_OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1 = 0, 4, 16, 24
 
 
 def filter_program(machine: str | None = None) -> bytes | None:
@@ -93,7 +94,10 @@ def filter_program(machine: str | None = None) -> bytes | None:
     emit(_RET, _ALLOW)
     labels = {"prctl": len(prog)}
     emit(_LD_W_ABS, _OFF_ARG0)
-    emit(_JEQ, _PR_SET_DUMPABLE, jt="eperm", jf=0)
+    emit(_JEQ, _PR_SET_DUMPABLE, jt=0, jf="allow")
+    emit(_LD_W_ABS, _OFF_ARG1)  # PR_SET_DUMPABLE: 0 (off) is allowed, turning it back on is not
+    emit(_JEQ, 0, jt="allow", jf="eperm")
+    labels["allow"] = len(prog)
     emit(_RET, _ALLOW)
     labels["unshare"] = len(prog)
     emit(_LD_W_ABS, _OFF_ARG0)

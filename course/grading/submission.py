@@ -8,6 +8,7 @@ Nothing here raises for anything inside the submitted file.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from course.notebooks import EXERCISES, TRAINING_SUFFIXES, graded_cells, nbgrader_meta, read_notebook
 
-__all__ = ["Submission", "Task", "exercise_of", "load_submission", "source_notebook", "tasks_of"]
+__all__ = ["Submission", "Task", "exercise_of", "load_submission", "runnable", "source_notebook", "tasks_of"]
+
+MAX_BYTES = 32 << 20  # a notebook larger than this is not read at all
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,26 @@ def tasks_of(source_nb) -> list[Task]:
     return tasks
 
 
+def strip_magics(source: str) -> str:
+    """Comment out IPython line magics (``%...``) and shell escapes (``!...``) at the start of a line."""
+    return "".join(
+        "# " + line if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines(keepends=True)
+    )
+
+
+def runnable(source: str) -> str:
+    """The one text a cell is both run as (in the sandbox) and read as (by the graders' rules).
+
+    The cell itself when it is valid Python; otherwise the cell with its IPython magics and shell escapes
+    commented out (which may still not be valid Python: then it runs as a syntax error and defines nothing).
+    """
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return strip_magics(source)
+    return source
+
+
 def _grade_id(cell) -> str | None:
     meta = cell.get("metadata") if isinstance(cell, dict) else None
     nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
@@ -126,6 +149,9 @@ def load_submission(path: str | os.PathLike, root: str | os.PathLike = ".", exer
     tasks = tasks_of(src)
     code = [c for c in src.cells if c.cell_type == "code"]
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise OSError(f"it is larger than {MAX_BYTES >> 20} MB ({size >> 20} MB)")
         raw = path.read_bytes()
     except OSError as e:
         raw, unreadable = b"", f"the submitted file could not be read ({e.strerror or e})"
@@ -155,5 +181,5 @@ def load_submission(path: str | os.PathLike, root: str | os.PathLike = ".", exer
         if problem:
             sub.problems[t.grade_id] = problem
         else:
-            sub.cells[t.grade_id] = _source(found[t.grade_id][0])
+            sub.cells[t.grade_id] = runnable(_source(found[t.grade_id][0]))
     return sub
