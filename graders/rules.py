@@ -20,7 +20,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["RULES", "Rule", "code_of", "learner_shadows", "names_used", "parse", "tampering", "violations"]
+__all__ = ["RULES", "Rule", "binds", "code_of", "learner_shadows", "names_used", "parse", "tampering", "violations"]
+__all__ += ["watched_ops"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Rule:
     pattern: str = ""  # a regex for attribute/import names
     names: frozenset[str] = frozenset()
     modules: tuple[str, ...] = ()  # any import from these (prefixes), and `import *` from them
+    ops: str = ""  # a regex of the operators (torch's aten names, numpy's) the task's code must not run
 
     def forbids(self, attr: str) -> bool:
         return attr in self.attrs or bool(self.pattern and re.search(self.pattern, attr))
@@ -40,14 +42,17 @@ class Rule:
 CONV = Rule(
     "a library convolution (F.conv2d, nn.Conv2d, torch.conv2d, np.convolve, scipy's correlate, ...)",
     pattern=r"(?i)conv(?!ert)|correlat",
+    ops=r"conv(?!ert)|correlat",  # aten.convolution, aten._conv_depthwise2d, numpy.convolve, numpy.correlate
 )
 PAD = Rule(
     "a library padding function (F.pad, nn.ZeroPad2d, np.pad, torch.constant_pad_nd, ...)",
-    pattern=r"(?i)^(\w*_)?pad(\d?d|_nd)?$|pad\d?d$",
+    pattern=r"(?i)pad(\d?d|_?nd)?$",  # pad, ZeroPad2d, constant_pad_nd, _ConstantPadNd, reflection_pad2d
+    ops=r"pad",  # aten.constant_pad_nd, aten.reflection_pad2d, numpy.pad
 )
 NORM = Rule(
     "a library normalization (nn.BatchNorm2d, F.batch_norm, torch.batch_norm, instance/layer/group norm)",
     pattern=r"(?i)(batch|instance|layer|group)_?norm|_normbase",
+    ops=r"(batch|instance|layer|group)_norm",  # aten.native_batch_norm, aten._native_batch_norm_legit, ...
 )
 FASTAI_STATS = Rule(
     "fastai's ActivationStats (the tests' oracle)",
@@ -84,14 +89,38 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "ex6_batchnorm": (NORM,),
 }
 
-_DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "globals", "breakpoint"}
-_DYNAMIC_MODULES = ("importlib", "builtins", "__main__", "inspect", "ctypes", "_ctypes", "gc", "pickle", "marshal")
-_DYNAMIC_MODULES += ("dill", "signal", "threading", "_thread", "atexit", "sysconfig", "code", "codeop")
+
+def watched_ops(task: str) -> str:
+    """The regex of operators the task's checks watch for at run time (empty: none), from its rules."""
+    return "|".join(f"(?:{r.ops})" for r in RULES.get(task, ()) if r.ops)
+
+
+_DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "globals", "locals", "vars", "breakpoint"}
+#: what answer cells may import (top-level packages); anything else, e.g. ``sys``, ``os``, ``inspect`` or ``pydoc``,
+#: is one more way to find a name at run time (each notebook lists these)
+ALLOWED_IMPORTS = ("torch", "torchvision", "numpy", "fastai", "fastcore", "matplotlib", "course")
+ALLOWED_IMPORTS += ("math", "cmath", "numbers", "statistics", "random", "collections", "itertools", "functools")
+ALLOWED_IMPORTS += ("operator", "typing", "dataclasses", "copy", "warnings", "contextlib", "enum", "abc", "bisect")
+ALLOWED_IMPORTS += ("heapq", "time")
+#: modules that reach the system or the interpreter, which the allowed packages also hold as attributes
+#: (``torch.sys``, ``from fastcore.imports import os``): as an attribute, an imported name or a bare name
+_SYSTEM_MODULES = {"os", "sys", "subprocess", "importlib", "builtins", "inspect", "gc", "ctypes", "pickle", "marshal"}
+_SYSTEM_MODULES |= {"signal", "threading", "runpy", "pkgutil", "pydoc", "socket", "shutil", "posix", "tempfile"}
+_SYSTEM_MODULES |= {"pathlib", "types", "codeop", "dill", "atexit", "sysconfig", "site", "mmap", "resource", "fcntl"}
+_SYSTEM_MODULES |= {"select", "faulthandler", "tracemalloc", "copyreg", "linecache", "unittest", "pty", "shlex"}
+#: parts of the allowed packages that compile, load or look up code by name (TorchScript, custom operators, ...)
+_DYNAMIC_PARTS = {"jit", "hub", "library", "package", "ops", "fx", "export", "onnx", "cpp_extension", "_dynamo"}
+#: callables (of fastcore, operator, typing, numpy, torch) that look a name up or evaluate a string
+_DYNAMIC_NAMES = {"attrgetter", "methodcaller", "nested_attr", "getattrs", "attrgot", "exec_local", "eval_type"}
+_DYNAMIC_NAMES |= {"get_type_hints", "ForwardRef", "resolve_name", "locate", "safe_eval", "load", "loads"}
 _DYNAMIC_ATTRS = {"__dict__", "__getattribute__", "__getattr__", "__globals__", "__builtins__", "__subclasses__"}
 _DYNAMIC_ATTRS |= {"__code__", "__closure__", "__func__", "__self__", "__wrapped__", "__reduce__", "__reduce_ex__"}
+_DYNAMIC_ATTRS |= {"__base__", "__bases__", "__mro__", "__annotations__", "__defaults__", "__kwdefaults__"}
+_DYNAMIC_ATTRS |= {"__loader__", "__spec__", "__objclass__", "__getstate__", "__setstate__", "__import__"}
 _DYNAMIC_ATTRS |= {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "tb_next", "gi_frame"}
-_DYNAMIC_ATTRS |= {"cr_frame", "ag_frame", "_getframe", "_current_frames", "attrgetter", "methodcaller"}
+_DYNAMIC_ATTRS |= {"cr_frame", "ag_frame", "_getframe", "_current_frames"}
 _DYNAMIC_ATTRS |= {"__traceback__", "settrace", "setprofile", "gettrace", "addaudithook", "ctypeslib"}
+_DYNAMIC_ATTRS |= _DYNAMIC_PARTS | _DYNAMIC_NAMES
 
 
 #: what the notebooks use from the course package; the rest (grading, site, reference) is not for answers
@@ -114,25 +143,40 @@ class _Unit:
     binds: set[str] = field(default_factory=set)
 
 
-def _binds(stmt: ast.stmt) -> set[str]:
-    """Names a top-level statement binds (functions, classes, assignments, imports, loop variables)."""
+def binds(stmt: ast.stmt) -> set[str]:
+    """Names a top-level statement binds: functions, classes, assignments, imports, loop variables, names a
+    function declares ``global``, and ``.attr`` for each attribute it sets on anything but ``self`` (such as
+    ``torch.Tensor.method = ...``), which a later ``x.method`` may call."""
+    out: set[str] = set()
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return {stmt.name}
-    if isinstance(stmt, ast.Import | ast.ImportFrom):
+        out.add(stmt.name)
+    elif isinstance(stmt, ast.Import | ast.ImportFrom):
         return {(a.asname or a.name).split(".")[0] for a in stmt.names if a.name != "*"}
-    out = set()
+    scoped = isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
     for node in ast.walk(stmt):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
-            if not isinstance(node, ast.Lambda):
-                out.add(node.name)
-            continue
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            out.add(node.id)
+        if isinstance(node, ast.Global):
+            out.update(node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and not scoped:
+            out.add(node.id)  # (also a name local to a lambda or comprehension in it: one more statement read)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del) and not _on_self(node):
+            out.add("." + node.attr)
     return out
 
 
+def _on_self(node: ast.Attribute) -> bool:
+    return isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
 def _loads(nodes: list[ast.AST]) -> set[str]:
-    return {n.id for root in nodes for n in ast.walk(root) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    """Names read (and ``.attr`` for each attribute read) anywhere in ``nodes``."""
+    out = set()
+    for root in nodes:
+        for n in ast.walk(root):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+                out.add(n.id)
+            elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
+                out.add("." + n.attr)
+    return out
 
 
 def code_of(cells: list[tuple[str, str]], task: str) -> list[tuple[str, ast.stmt]]:
@@ -144,7 +188,7 @@ def code_of(cells: list[tuple[str, str]], task: str) -> list[tuple[str, ast.stmt
     for gid, source in cells:
         tree = parse(source)
         for stmt in tree.body if tree is not None else []:
-            units.append(_Unit(gid, stmt, _binds(stmt)))
+            units.append(_Unit(gid, stmt, binds(stmt)))
     own = [u for u in units if u.cell == task]
     chosen = {id(u) for u in own}
     todo = _loads([u.node for u in own])
@@ -200,18 +244,18 @@ def violations(cells: list[tuple[str, str]], task: str) -> list[str]:
 
 
 def tampering(cells: list[tuple[str, str]], task: str) -> list[str]:
-    """Run-time name lookups and reaches into the interpreter (frames, ``gc``, ``ctypes``, the graders' modules,
-    ``eval``...) in the task's answer cell or any answer cell before it.
+    """Run-time name lookups and reaches into the interpreter in the task's answer cell or any answer cell before
+    it: ``eval``, ``vars``, frames, a computed ``getattr``, an import from outside ``ALLOWED_IMPORTS`` (``sys``,
+    ``inspect``, ``pydoc``...), TorchScript and custom operators, a library's private (``_name``) attribute.
 
     Such code can change what the graders see of any answer that runs after it, and no rule can be checked
     against it, so a task whose cell, or an earlier one, holds it cannot be graded (the notebooks say so).
     ``cells`` are (grade_id, source) pairs in notebook order, ending with the task's cell.
     """
     found: list[str] = []
-    for cell, source in cells:
-        tree = parse(source)
-        if tree is None:
-            continue
+    trees = [(cell, tree) for cell, tree in ((c, parse(s)) for c, s in cells) if tree is not None]
+    own = set().union(*(_defined(tree) for _, tree in trees))
+    for cell, tree in trees:
         called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
 
         def hit(cell, node, text: str) -> None:
@@ -219,8 +263,21 @@ def tampering(cells: list[tuple[str, str]], task: str) -> list[str]:
             found.append(f"{text} ({where})")
 
         for node in ast.walk(tree):
-            _dynamic(cell, node, called, hit)
+            _dynamic(cell, node, called, own, hit)
     return list(dict.fromkeys(found))
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    """Names the cell's own code defines: functions, classes, variables, arguments, attributes it assigns."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.add(node.name)
+        elif isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Store):
+            out.add(node.id if isinstance(node, ast.Name) else node.attr)
+        elif isinstance(node, ast.arg):
+            out.add(node.arg)
+    return out
 
 
 def _check(rule: Rule, cell: str, node: ast.AST, hit) -> None:
@@ -246,8 +303,55 @@ def _check(rule: Rule, cell: str, node: ast.AST, hit) -> None:
             hit(cell, node, f"uses getattr(..., {name.value!r}), {rule.what}")
 
 
-def _dynamic(cell: str, node: ast.AST, called: set[int], hit) -> None:
-    """Run-time name lookups, which no rule can be checked against (``called``: ids of call targets)."""
+def _private(name: str, own: set[str]) -> bool:
+    """A single-underscore name the answers do not define themselves, nor inherit from the classes answers build
+    on (a fastai ``HookCallback``'s ``_remove``...): a library's internals."""
+    return name.startswith("_") and not name.startswith("__") and name not in own and name not in _inherited()
+
+
+@functools.cache
+def _inherited() -> frozenset[str]:
+    """The private names of the classes answers subclass: fastai callbacks and hooks, torch modules."""
+    from fastai.callback.core import Callback
+    from fastai.callback.hook import Hook, HookCallback, Hooks
+    from torch import nn
+
+    return frozenset(n for cls in (Callback, HookCallback, Hook, Hooks, nn.Module) for n in dir(cls))
+
+
+def _import_problem(node: ast.Import | ast.ImportFrom) -> str:
+    """Why answers may not make this import (empty when they may)."""
+    allowed = f"answer cells import only from {', '.join(ALLOWED_IMPORTS)}"
+    if isinstance(node, ast.ImportFrom) and node.level:
+        return f"imports from {'.' * node.level}{node.module or ''}; {allowed}"
+    modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+    for module in modules:
+        parts = module.split(".")
+        if parts[0] not in ALLOWED_IMPORTS:
+            return f"imports {module}; {allowed}"
+        from_course = isinstance(node, ast.ImportFrom) and module == "course"  # its names are checked below
+        if parts[0] == "course" and not (module.startswith(_COURSE_API) or from_course):
+            return f"imports {module}, which is not for answers (they use {', '.join(_COURSE_API)})"
+        if any(p in _DYNAMIC_PARTS or _private(p, set()) for p in parts[1:]):
+            return f"imports {module}, which compiles or looks up code by name, or is a library's internals"
+    if isinstance(node, ast.ImportFrom):
+        for alias in node.names:
+            if alias.name == "*":
+                return f"imports * from {node.module}, which hides the names the cell uses; import each one"
+            if alias.name in _SYSTEM_MODULES:
+                return f"imports the module {alias.name} from {node.module}; {allowed}"
+            if node.module == "course" and f"course.{alias.name}" not in _COURSE_API:
+                return f"imports {alias.name} from course, which is not for answers"
+            if alias.name in _DYNAMIC_ATTRS or alias.name in _DYNAMIC_CALLS:
+                return f"imports {alias.name} from {node.module}, which looks names up at run time"
+            if _private(alias.name, set()):
+                return f"imports {alias.name} from {node.module}, a library's internals (a private name)"
+    return ""
+
+
+def _dynamic(cell: str, node: ast.AST, called: set[int], own: set[str], hit) -> None:
+    """Run-time name lookups, which no rule can be checked against (``called``: ids of call targets; ``own``:
+    names the answers define themselves)."""
     why = ""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         fn, args = node.func.id, node.args
@@ -257,30 +361,30 @@ def _dynamic(cell: str, node: ast.AST, called: set[int], hit) -> None:
             len(args) >= 2 and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str)
         ):
             why = f"{fn} with a computed name"
-        elif fn in ("getattr", "setattr", "delattr", "hasattr") and args[1].value in _DYNAMIC_ATTRS:
-            why = f"{fn}(..., {args[1].value!r})"
-        elif fn == "vars" and not (len(args) == 1 and isinstance(args[0], ast.Name) and args[0].id == "self"):
-            why = "vars(...)"
-    elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-        if node.id in ("getattr", "setattr", "vars", *_DYNAMIC_CALLS) and id(node) not in called:
-            why = f"{node.id} passed around as a value"
-        elif node.id == "__builtins__":
-            why = "__builtins__"
-    elif isinstance(node, ast.Attribute):
-        if node.attr in _DYNAMIC_ATTRS and not (
-            node.attr == "__dict__" and isinstance(node.value, ast.Name) and node.value.id == "self"
+        elif fn in ("getattr", "setattr", "delattr", "hasattr") and (
+            args[1].value in _DYNAMIC_ATTRS or _private(args[1].value, own)
         ):
+            why = f"{fn}(..., {args[1].value!r})"
+    elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        if node.id in ("getattr", "setattr", *_DYNAMIC_CALLS) and id(node) not in called:
+            why = f"{node.id} passed around as a value"
+        elif node.id == "__builtins__" or (node.id in _DYNAMIC_NAMES | _SYSTEM_MODULES and node.id not in own):
+            why = node.id
+    elif isinstance(node, ast.Attribute):
+        if node.attr in _DYNAMIC_ATTRS or node.attr in _SYSTEM_MODULES:
             why = f".{node.attr}"
-        elif node.attr == "modules" and _dotted(node.value) == "sys":
-            why = "sys.modules"
+        elif isinstance(node.value, ast.Name) and node.value.id == "course" and "course" not in own:
+            if f"course.{node.attr}" not in _COURSE_API:
+                why = f"course.{node.attr}"
+        elif _private(node.attr, own):
+            why = f"the private attribute .{node.attr}"
+            hit(cell, node, f"uses {why}, a library's internals, which answers do not reach into")
+            return
     elif isinstance(node, ast.Import | ast.ImportFrom):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-        bad = [n for n in names if n.split(".")[0] in _DYNAMIC_MODULES]
-        bad += [n for n in names if n.split(".")[0] == "course" and not n.startswith(_COURSE_API)]
-        if isinstance(node, ast.ImportFrom) and node.module == "course":
-            bad += [a.name for a in node.names if f"course.{a.name}" not in _COURSE_API]
-        if bad:
-            why = f"import {bad[0]}"
+        problem = _import_problem(node)
+        if problem:
+            hit(cell, node, problem)
+            return
     if why:
         hit(cell, node, f"looks names up at run time or reaches into the interpreter ({why})")
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from .checks import STUB, assert_close, fail, follow_rules
-from .rules import parse
+from .rules import binds, parse
 from .strategies import rand, settings_for_graders
 
 pytestmark = pytest.mark.ex1
@@ -98,14 +98,14 @@ def test_apply_kernel_equals_f_conv2d(worker, h, w, data, seed):
 
 
 def _definition(source: str, name: str):
-    """The last top-level definition of ``name`` in a cell: a def, a lambda (or other value), or None."""
+    """What the cell's last top-level statement that binds ``name`` binds it to: the value of a plain
+    ``name = ...``, else that whole statement (a def, or another way of binding it); None when none does."""
     tree = parse(source)
     found = None
     for stmt in tree.body if tree is not None else []:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == name:
-            found = stmt
-        elif isinstance(stmt, ast.Assign) and name in {getattr(t, "id", None) for t in stmt.targets}:
-            found = stmt.value
+        if name in binds(stmt):
+            plain = isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == [name]
+            found = stmt.value if plain else stmt
     return found
 
 
@@ -134,8 +134,12 @@ def _nested_comprehension_problem(source: str) -> str | None:
         return "the cell does not define it (`def map_kernel(image, kernel):` or `map_kernel = lambda ...`)"
     if isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef) and found.decorator_list:
         return "its definition is decorated, so what it becomes cannot be read from the cell"
-    if not isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-        return "the cell assigns it something other than a function definition or a lambda"
+    is_def = isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef) and found.name == "map_kernel"
+    if not (is_def or isinstance(found, ast.Lambda)):
+        return (
+            f"the cell's last statement that sets it (line {found.lineno}) does not make it a function definition "
+            "(`def map_kernel(...)`) or a lambda (`map_kernel = lambda ...`)"
+        )
     if any(isinstance(n, ast.Raise) and n.exc is not None and ast.unparse(n) == STUB for n in ast.walk(found)):
         return "it is not answered yet (it raises NotImplementedError)"
     loops = [n for n in ast.walk(found) if isinstance(n, ast.For | ast.While | ast.AsyncFor)]
