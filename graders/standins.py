@@ -73,7 +73,9 @@ def one_cycle_schedule(n_steps, lr_max, div=25.0, div_final=1e5, pct_start=0.25,
     return [_lr(i / n_steps) for i in range(n_steps)], [_mom(i / n_steps) for i in range(n_steps)]
 """,
     "ex6_batchnorm": """
-from torch.nn import BatchNorm2d
+import torch.nn as _nn
+class BatchNorm2d(_nn.BatchNorm2d):  # a class of this cell, like the student's: "your BatchNorm2d" stays checkable
+    pass
 """,
     "ex6_conv_bn": """
 import torch.nn as _nn

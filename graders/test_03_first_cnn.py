@@ -15,7 +15,18 @@ from torch import nn
 from course.grading import Ref
 
 from .checks import assert_close, fail, load_into
-from .recipes import Call, Unknown, mentions, number, read_recipe
+from .recipes import (
+    FIT_ONE_CYCLE,
+    LEARNER,
+    LEARNER_DEFAULTS,
+    ONE_CYCLE_DEFAULTS,
+    Call,
+    Unknown,
+    is_cross_entropy,
+    mentions,
+    number,
+    read_recipe,
+)
 from .strategies import rand, settings_for_graders
 
 pytestmark = pytest.mark.ex3
@@ -392,8 +403,6 @@ def test_conv_mults_counts_weights_times_positions(worker, h, w, ni, nf, ks, bia
 
 
 # --- ex3_train ----------------------------------------------------------------------------------------------------
-LEARNER = ("dls", "model", "loss_func", "opt_func", "lr", "splitter", "cbs", "metrics")
-FIT_ONE_CYCLE = ("n_epoch", "lr_max", "div", "div_final", "pct_start", "wd", "moms", "cbs")
 
 
 def _is_sample_dls(v) -> bool:
@@ -419,8 +428,11 @@ def _training_problem(source: str) -> str | None:
         return "the Learner's data should be `dls`, the mnist_dls(64, sample=True) made above"
     if not (isinstance(model, Call) and model.short == "simple_cnn" and not model.args and not model.kwargs):
         return "the Learner's model should be a fresh simple_cnn()"
-    if not mentions(loss, "cross_entropy", "CrossEntropyLoss"):
+    if not is_cross_entropy(loss):
         return "the Learner's loss_func should be F.cross_entropy"
+    changed = learn.changed(LEARNER, LEARNER_DEFAULTS)
+    if changed:
+        return f"the Learner should train with fastai's defaults, but it is given {', '.join(changed)}"
     metrics = learn.arg(LEARNER, "metrics")
     metrics = metrics if isinstance(metrics, tuple) else (metrics,)
     if len(metrics) != 1 or not mentions(metrics, "accuracy"):
@@ -432,11 +444,11 @@ def _training_problem(source: str) -> str | None:
         return f"it should train with learn.fit_one_cycle(2, 0.01); found learn.{fit.short}(...)"
     lr_max = fit.arg(FIT_ONE_CYCLE, "lr_max", learn.arg(LEARNER, "lr", 1e-3))  # fastai: the Learner's lr
     epochs, lr_max = number(fit.arg(FIT_ONE_CYCLE, "n_epoch")), number(lr_max)
-    div = number(fit.arg(FIT_ONE_CYCLE, "div", 25.0))
-    if epochs != 2 or lr_max is None or not math.isclose(lr_max, 0.01, rel_tol=1e-9) or div != 25:
+    changed = fit.changed(FIT_ONE_CYCLE, ONE_CYCLE_DEFAULTS)
+    if epochs != 2 or lr_max is None or not math.isclose(lr_max, 0.01, rel_tol=1e-9) or changed:
         shown = [f"{v:g}" if v is not None else "missing or not a number" for v in (epochs, lr_max)]
-        return f"it should call learn.fit_one_cycle(2, 0.01); found n_epoch={shown[0]}, lr_max={shown[1]}" + (
-            f", div={div:g}" if div is not None and div != 25 else ""
+        return f"it should call learn.fit_one_cycle(2, 0.01); found n_epoch={shown[0]}, lr_max={shown[1]}" + "".join(
+            f", {c}" for c in changed
         )
     return None
 

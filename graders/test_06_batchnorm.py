@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,21 @@ from torch import nn
 from course.grading import Ref
 
 from .checks import assert_close, fail, follow_rules, load_into
-from .recipes import Call, Unknown, mentions, number, read_recipe
+from .recipes import (
+    FIT,
+    FIT_DEFAULTS,
+    FIT_ONE_CYCLE,
+    LEARNER,
+    LEARNER_DEFAULTS,
+    ONE_CYCLE_DEFAULTS,
+    SCHEDULER_DEFAULTS,
+    Call,
+    Unknown,
+    is_cross_entropy,
+    mentions,
+    number,
+    read_recipe,
+)
 from .strategies import rand, settings_for_graders, settings_for_slow_graders
 
 pytestmark = pytest.mark.ex6
@@ -143,11 +158,6 @@ def oracle_block(ni: int, nf: int, ks: int, act: bool) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(nf), *([nn.ReLU()] if act else []))
 
 
-LEARNER = ("dls", "model", "loss_func", "opt_func", "lr", "splitter", "cbs", "metrics")
-FIT = ("n_epoch", "lr", "wd", "cbs")
-FIT_ONE_CYCLE = ("n_epoch", "lr_max", "div", "div_final", "pct_start", "wd", "moms", "cbs")
-
-
 def _schedulers(v) -> list[Call]:
     """OneCycleScheduler(...) calls in a callback argument (one, or a list of them)."""
     items = v if isinstance(v, tuple) else (v,)
@@ -169,8 +179,11 @@ def final_problem(source: str) -> str | None:
         return "its DataLoaders should be mnist_dls(512)"
     if not (isinstance(model, Call) and model.short == "simple_cnn_bn"):
         return "its model should be a fresh simple_cnn_bn()"
-    if not mentions(loss, "cross_entropy", "CrossEntropyLoss"):
+    if not is_cross_entropy(loss):
         return "its loss_func should be F.cross_entropy"
+    changed = learn.changed(LEARNER, LEARNER_DEFAULTS)
+    if changed:
+        return f"its Learner should train with fastai's defaults, but it is given {', '.join(changed)}"
     metrics = learn.arg(LEARNER, "metrics")
     metrics = metrics if isinstance(metrics, tuple) else (metrics,)
     if len(metrics) != 1 or not mentions(metrics, "accuracy"):
@@ -190,16 +203,22 @@ def final_problem(source: str) -> str | None:
     if fit.short == "fit_one_cycle":
         lr_max = fit.arg(FIT_ONE_CYCLE, "lr_max", learn.arg(LEARNER, "lr", 1e-3))  # fastai: the Learner's lr
         epochs, lr_max = number(fit.arg(FIT_ONE_CYCLE, "n_epoch")), number(lr_max)
-        found = f"learn.fit_one_cycle(n_epoch={epochs}, lr_max={lr_max})"
+        changed = fit.changed(FIT_ONE_CYCLE, ONE_CYCLE_DEFAULTS)
+        found = f"learn.fit_one_cycle(n_epoch={epochs}, lr_max={lr_max}{''.join(', ' + c for c in changed)})"
     elif fit.short == "fit":
         scheds = _schedulers(fit.arg(FIT, "cbs")) + _schedulers(learn.arg(LEARNER, "cbs"))
         epochs = number(fit.arg(FIT, "n_epoch"))
         lr_max = number(scheds[0].arg(("lr_max",), "lr_max")) if len(scheds) == 1 else None
-        found = f"learn.fit(n_epoch={epochs}) with {len(scheds)} OneCycleScheduler(lr_max={lr_max})"
+        changed = fit.changed(FIT, FIT_DEFAULTS) + [
+            c for s in scheds[:1] for c in s.changed(("lr_max",), SCHEDULER_DEFAULTS)
+        ]
+        found = f"learn.fit(n_epoch={epochs}) with {len(scheds)} OneCycleScheduler(lr_max={lr_max})" + "".join(
+            f", {c}" for c in changed
+        )
     else:
         return f"it trains with learn.{fit.short}(...)"
-    if epochs != 5 or lr_max is None or not math.isclose(lr_max, 0.1):
-        return f"its last training call is {found}"
+    if epochs != 5 or lr_max is None or not math.isclose(lr_max, 0.1) or changed:
+        return f"its training call is {found}"
     return None
 
 
@@ -312,6 +331,9 @@ def check_step(worker, bn: Ref, ref: nn.BatchNorm2d, x, g, train: bool, what: st
             atol=1e-6,
             oracle=oracle,
         )
+    for name in ("running_mean", "running_var"):
+        if worker.get(f"{bn.path}.{name}.requires_grad", what=f"{what}: {name}.requires_grad") is not False:
+            fail(f"{what}: `{name}` is part of the autograd graph afterwards; update it under torch.no_grad()")
     n = worker.get(f"{bn.path}.num_batches_tracked", what=f"{what}: num_batches_tracked")
     if not (isinstance(n, torch.Tensor) and n.numel() == 1 and int(n) == int(ref.num_batches_tracked)):
         fail(f"{what}: num_batches_tracked should be {int(ref.num_batches_tracked)} afterwards, got {n}")
@@ -510,8 +532,8 @@ def test_batchnorm_in_the_reference_network(worker, manifest):
 
 
 # --- ex6_conv_bn ---------------------------------------------------------------------------------------------------
-_BN_KEYS = ("type", "mro", "parameters", "buffers")
-_bn_descriptions: dict = {}
+_BN_KEYS = ("type", "mro", "module", "parameters", "buffers")
+_bn_descriptions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> {nf: description}
 
 
 def student_bn(worker, nf: int) -> dict:
@@ -520,13 +542,13 @@ def student_bn(worker, nf: int) -> dict:
     Blocks are compared with it rather than with nn.BatchNorm2d, so a mistake inside BatchNorm2d (6.1) does not
     also cost the tasks that only have to use it.
     """
-    key = (id(worker), nf)
-    if key not in _bn_descriptions:
+    cache = _bn_descriptions.setdefault(worker.session, {})  # per session: a replay's BatchNorm2d is another
+    if nf not in cache:
         d = describe(
             worker, worker.store("bn_probe", "BatchNorm2d", nf, what=f"BatchNorm2d({nf})"), f"BatchNorm2d({nf})"
         )
-        _bn_descriptions[key] = {k: d.get(k) for k in (*_BN_KEYS, "n_parameters")}
-    return _bn_descriptions[key]
+        cache[nf] = {k: d.get(k) for k in (*_BN_KEYS, "n_parameters")}
+    return cache[nf]
 
 
 def is_student_bn(d: dict, worker, nf: int) -> bool:
