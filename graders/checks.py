@@ -15,10 +15,11 @@ import torch
 from course.grading import ErrorInfo, ProbeResult, Ref, Session
 from course.grading.submission import Submission
 
-from .rules import violations
+from .rules import RULES, violations, watched_ops
 
 __all__ = [
     "CheckFailed",
+    "RuleBroken",
     "Worker",
     "assert_close",
     "describe_args",
@@ -37,6 +38,10 @@ STUB = "raise NotImplementedError()"
 
 class CheckFailed(AssertionError):
     """A hidden check failed; ``str(exc)`` is the feedback shown to the student."""
+
+
+class RuleBroken(CheckFailed):
+    """The task's code ran an operator its rules forbid (seen at run time): its own failure, never replayed."""
 
 
 def fail(message: str):
@@ -204,13 +209,24 @@ class Worker:
         self.cell_errors.setdefault(task, text.replace("\n", " "))
 
     def _ensure(self) -> None:
+        self.session.watch = watched_ops(self.task)
         if self.session.alive:
             return
         if self.task in self.stopped:  # the task has failed already: no restart spent on it again
             fail(f"not run: an earlier check of this task stopped the worker ({self.stopped[self.task]})")
         self.session.restart()
 
+    def _rules_kept(self, res: ProbeResult, what: str) -> None:
+        """Fail (for good: no replay) when the probe ran an operator the task's rules forbid."""
+        if res.watched:
+            rules = "; ".join(r.what for r in RULES.get(self.task, ()) if r.ops)
+            raise RuleBroken(
+                f"{what} ran {', '.join(res.watched)}, which the notebook does not allow for this exercise ({rules}); "
+                "write the computation yourself"
+            )
+
     def _value(self, res: ProbeResult, what: str):
+        self._rules_kept(res, what)
         if res.ok:
             return res.value
         if res.status == "error":
@@ -245,13 +261,16 @@ class Worker:
     def raw(self, spec: dict) -> ProbeResult:
         """A probe whose failure the check wants to inspect itself (e.g. an expected ValueError)."""
         self._ensure()
-        return self.session.probe(spec)
+        res = self.session.probe(spec)
+        self._rules_kept(res, f"the probe of {spec.get('target') or spec.get('name')}")
+        return res
 
     def expect_raises(self, exc: str, target: str, *args, **kwargs) -> str:
         """Fail unless ``target(*args)`` raises ``exc`` (or a subclass); return the message."""
         self._ensure()
         what = f"{target}({describe_args(*args, **kwargs)})"
         res = self.session.call(target, *args, **kwargs)
+        self._rules_kept(res, what)
         if res.status == "error" and res.raised(exc):
             return res.error.message
         if res.ok:

@@ -16,6 +16,7 @@ was the earlier task's, which already loses its own points.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from course.grading import Limits, Sandbox
 from course.grading.submission import Submission, exercise_of, load_submission, source_notebook, tasks_of
 from course.notebooks import EXERCISES, read_notebook
 
-from .checks import CheckFailed, Worker, fail
+from .checks import CheckFailed, RuleBroken, Worker, fail
 from .rules import names_used, tampering
 from .standins import needs_replay, standin_cell
 
@@ -88,6 +89,7 @@ class Grading:
 
     def __init__(self, submission: Submission, sandbox: Sandbox):
         self.sub, self.sandbox = submission, sandbox
+        self.deadline = time.monotonic() + sandbox.limits.run_seconds  # for all sessions of this notebook together
         self.imports = ("imports", submission.preamble)
         runs = [t.grade_id for t in submission.tasks if not t.trains and t.grade_id in submission.cells]
         self.main_cells = [self.imports] + [(gid, submission.cells[gid]) for gid in runs]
@@ -99,18 +101,25 @@ class Grading:
         self.cell_errors: dict[str, str] = {}  # task -> what its answer cell raised when it ran
 
     def _session(self, cells):
-        session = self.sandbox.session(cells)
+        session = self.sandbox.session(cells, deadline=self.deadline)
         session.start()
         return session
 
+    def _done_with_others(self, task: str) -> None:
+        """Close the fresh and replay sessions of the tasks already checked (they stay within one budget)."""
+        for sessions in (self.fresh, self.replays):
+            for t in [t for t in sessions if t != task]:
+                sessions.pop(t).close()
+
     def worker(self, task: str) -> Worker:
         """The worker for ``task``'s checks: the main one, advanced to just after the task's cell."""
+        self._done_with_others(task)
         if self.sub.task(task).trains:
             if task not in self.fresh:
                 self.fresh[task] = self._session([self.imports] + self.sub.cells_before(task))
             return Worker(self.fresh[task], self.sub, task, self.stopped, self.cell_errors)
         if self.main is None:
-            self.main = self.sandbox.session(self.main_cells)
+            self.main = self.sandbox.session(self.main_cells, deadline=self.deadline)
             self.main.start(upto=1)
         if task != self.current:
             self.main.new_task()
@@ -137,7 +146,7 @@ class Grading:
     def close(self) -> dict:
         """Close every session; the isolation report of the main one (or of any that ran)."""
         sessions = [s for s in (self.main, *self.fresh.values(), *self.replays.values()) if s is not None]
-        info = {}
+        info = {"isolation": "not run"}  # every task was refused or failed before any student code ran
         if sessions:
             res = sessions[0].result()
             info = {
@@ -149,6 +158,7 @@ class Grading:
             }
         for s in sessions:
             s.close()
+        self.sandbox.close()
         return info
 
 
@@ -188,8 +198,9 @@ def _task_answer_present(request, submission):
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         fail(
-            f"the answer cell '{task}' cannot be graded: code before its checks {found[0]}{more}, which the "
-            "notebook does not allow (write names out; no frames, eval, exec, importlib, gc or ctypes)"
+            f"the answer cell '{task}' cannot be graded: code before its checks {found[0]}{more}; the notebook "
+            "allows only code the graders can read (names written out, imports from its list, no frames, eval, "
+            "exec, gc or ctypes)"
         )
 
 
@@ -209,6 +220,8 @@ def pytest_pyfunc_call(pyfuncitem):
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     try:
         pyfuncitem.obj(**args)
+    except RuleBroken:  # the task's own code broke its rule: correct earlier answers change nothing
+        raise
     except CheckFailed as first:
         replay = pyfuncitem._request.getfixturevalue("grading").replay(task_of(pyfuncitem))
         if replay is None:

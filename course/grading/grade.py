@@ -300,7 +300,8 @@ def grade_one(
     error = ""
     if job.others:
         copies = ", ".join(str(p) for p in (job.path, *job.others))
-        rows, sandbox, problem = [], {}, f"not graded: {len(job.others) + 1} submissions of {job.notebook} ({copies})"
+        rows, sandbox = [], {"isolation": "not run"}
+        problem = f"not graded: {len(job.others) + 1} submissions of {job.notebook} ({copies})"
     else:
         try:
             rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout, threads, cpus, isolation)
@@ -313,12 +314,16 @@ def grade_one(
             error = problem
     tests = [_task_result(task, rows, problem) for task in sub.tasks]
     isolation_used = sandbox.get("isolation", "unknown")
-    note = "" if isolation_used == "bwrap" else " (weaker isolation: bwrap was not used)"
+    if isolation_used == "not run":
+        ran = "no student code ran"
+    else:
+        note = "" if isolation_used == "bwrap" else " (weaker isolation: bwrap was not used)"
+        ran = f"student code ran sandboxed ({isolation_used}){note}"
     results = {
         "score": sum(t["score"] for t in tests),
         "max_score": sum(t["max_score"] for t in tests),
         "tests": tests,
-        "output": f"graded {job.notebook} with the hidden graders; student code ran sandboxed ({isolation_used}){note}",
+        "output": f"graded {job.notebook} with the hidden graders; {ran}",
         "visibility": "visible",
         "extra": {
             "student": job.student,

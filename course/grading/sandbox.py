@@ -32,7 +32,10 @@ forget   target                           drop a stored ``$ref``
 ======== ================================ =====================================================
 
 Options on any probe: ``store`` (keep the result as ``$name`` and reply with a ``Ref``), ``discard``
-(reply ``None``), ``seed`` (seed ``random``, numpy and torch first), ``no_grad``, ``timeout`` (seconds).
+(reply ``None``), ``seed`` (seed ``random``, numpy and torch first), ``no_grad``, ``timeout`` (seconds),
+``watch`` (a regex: the worker records the torch operators, e.g. ``aten.convolution.default``, and the numpy
+``convolve``/``correlate``/``pad`` calls the probe ran whose names match it; ``ProbeResult.watched`` lists them;
+``Session.watch`` sets it for every probe).
 Targets: ``name`` looks up the submission's namespace, ``$name`` a stored object, ``.attr`` parts follow
 attributes. Arguments are ``protocol.encode``-able values: JSON, numpy arrays, torch tensors (arrays over
 ``Limits.spill_bytes`` go through ``.npy`` files in a read-only inputs folder), ``Ref`` and ``Npy``
@@ -187,6 +190,7 @@ class CellResult:
     error: ErrorInfo | None = None
     detail: str = ""
     seconds: float = 0.0
+    watched: tuple[str, ...] = ()  # operators matching the probe's ``watch`` that it ran (any status)
 
     @property
     def ok(self) -> bool:
@@ -201,6 +205,7 @@ class ProbeResult:
     error: ErrorInfo | None = None
     detail: str = ""
     seconds: float = 0.0
+    watched: tuple[str, ...] = ()  # operators matching the probe's ``watch`` that it ran (any status)
 
     @property
     def ok(self) -> bool:
@@ -335,6 +340,7 @@ class Session:
         self._killers: set[int] = set()
         self._n = 0
         self._probe_n = 0
+        self.watch = ""  # a regex of operator names every probe watches for (see the module docstring)
         self._t0 = time.monotonic()
         self._deadline = min(self._t0 + self.limits.run_seconds, deadline or float("inf"))
         self._dirs = [tempfile.mkdtemp(prefix="course-sandbox-")]
@@ -473,6 +479,8 @@ class Session:
         if not self.alive:
             res = ProbeResult(pid, "skipped", detail=f"not run: {self._why()}")
         else:
+            if self.watch and "watch" not in msg:
+                msg["watch"] = self.watch
             status, reply, detail, secs = self._exchange(msg, timeout, f"probe {pid}")
             res = ProbeResult(pid, status, detail=detail, seconds=secs)
             if status == "ok":
@@ -497,7 +505,7 @@ class Session:
         op = spec.get("op")
         if op not in OPS:
             raise ValueError(f"probe op must be one of {OPS}, got {op!r}")
-        allowed = {"op", "target", "args", "kwargs", "name", "value", "store", "discard", "seed", "no_grad"}
+        allowed = {"op", "target", "args", "kwargs", "name", "value", "store", "discard", "seed", "no_grad", "watch"}
         if set(spec) - allowed:
             raise ValueError(f"unknown probe fields {sorted(set(spec) - allowed)}")
         if op not in ("names", "helper") and not _PATH.match(str(spec.get("target", ""))):
@@ -511,6 +519,8 @@ class Session:
             raise ValueError(f"store names are identifiers, got {spec['store']!r}")
         if "seed" in spec and type(spec["seed"]) is not int:
             raise ValueError(f"seed must be an int, got {spec['seed']!r}")
+        if "watch" in spec:
+            _regex(spec["watch"])
         msg = dict(spec)
         msg["args"] = [self._enc(a) for a in spec.get("args", [])]
         msg["kwargs"] = {str(k): self._enc(v) for k, v in spec.get("kwargs", {}).items()}
@@ -529,12 +539,17 @@ class Session:
     def _read_reply(self, pid: str, reply: dict, secs: float) -> ProbeResult:
         try:
             status = reply.get("status")
+            watched = reply.get("watched", [])
+            if not (isinstance(watched, list) and len(watched) <= 20 and all(isinstance(w, str) for w in watched)):
+                raise ProtocolError("'watched' should be a list of at most 20 operator names")
+            watched = tuple(_text(w, 100) for w in watched)
             if status == "ok":
                 value = decode(reply.get("value"), Budget(array_bytes=self.limits.reply_bytes))
-                return ProbeResult(pid, "ok", value=value, seconds=secs)
+                return ProbeResult(pid, "ok", value=value, seconds=secs, watched=watched)
             if status == "error":
                 error = _error(reply.get("error"))
-                return ProbeResult(pid, "error", error=error, detail=_explain(error, self.limits), seconds=secs)
+                detail = _explain(error, self.limits)
+                return ProbeResult(pid, "error", error=error, detail=detail, seconds=secs, watched=watched)
             if status == "invalid":
                 return ProbeResult(pid, "invalid", detail=_text(reply.get("detail"), 300), seconds=secs)
             raise ProtocolError(f"unknown reply status {str(status)[:40]!r}")
@@ -684,3 +699,13 @@ def _explain(error: ErrorInfo | None, limits: Limits) -> str:
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 1 << 30 else f"{math.ceil(n / 2**20)} MiB"
+
+
+def _regex(pattern) -> None:
+    """Raise ValueError unless ``pattern`` is a valid regular expression (a string)."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"watch must be a regex string, got {pattern!r}")
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"watch {pattern!r} is not a valid regex: {e}") from None

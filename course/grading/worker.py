@@ -11,6 +11,12 @@ trusted side re-validates every reply (``protocol.decode``) and checks data, nev
 converters and the probe helpers are bound before the submission runs, so replacing ``torch``/``numpy``
 functions or ``course.grading.probelib``'s table in a cell cannot make a tensor subclass or a rigged
 ``__eq__`` cross the wire as anything but plain data or a type name, nor swap a helper.
+
+A probe with ``watch`` (a regex) runs under a torch dispatch mode that records the operators it runs whose
+names match, e.g. ``aten.convolution.default`` however the submission reached ``F.conv2d`` (an alias, a layer
+taken out of a library model, TorchScript); numpy's ``convolve``, ``correlate`` and ``pad`` are wrapped at start
+for the same purpose. The graders' rules read the cells too: this is the run-time half, which a submission
+could only dodge by reaching into the interpreter, which the rules refuse.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import linecache
 import os
 import random
+import re
 import resource
 import sys
 import time
@@ -47,7 +54,7 @@ def _drop_root(cfg: dict, notes: list[str]) -> None:
         caps = {k: v.strip() for k, _, v in (line.partition(":") for line in f) if k.startswith("Cap")}
     if os.getuid() == 0 or int(caps.get("CapEff", "1"), 16) or int(caps.get("CapPrm", "1"), 16):
         raise SystemExit("worker: could not drop root")
-    notes.append(f"uid: unprivileged per-run uid {uid}, no capabilities")
+    notes.append("uid: an unprivileged per-run uid, no capabilities")
 
 
 def _not_dumpable(notes: list[str], weaker: list[str]) -> None:
@@ -234,6 +241,9 @@ class Worker:
         self.seeders = (random.seed, np.random.seed, torch.manual_seed)
         self.from_numpy, self.np_load, self.frombuffer = torch.from_numpy, np.load, np.frombuffer
         self.dumps, self.loads = json.dumps, json.loads
+        self.watching: tuple[re.Pattern, list[str]] | None = None  # (pattern, operators seen) during a probe
+        self.watch_mode = _watch_mode(torch, self)
+        _wrap_numpy(np, self)
         self.paths = sorted({sys.prefix, sys.base_prefix, cfg.get("lib", "")} - {""}, key=len, reverse=True)
 
     def send(self, msg: dict) -> None:
@@ -276,6 +286,7 @@ class Worker:
     # --- probes ------------------------------------------------------------------------------
     def probe(self, req: dict) -> dict:
         op = req.get("op")
+        seen: list[str] = []
         try:
             if req.get("seed") is not None:
                 for seed in self.seeders:
@@ -283,10 +294,12 @@ class Worker:
             args = [self.value_in(a) for a in req.get("args", [])]
             kwargs = {k: self.value_in(v) for k, v in req.get("kwargs", {}).items()}
             grad = self.torch.no_grad() if req.get("no_grad") else self.torch.enable_grad()
-            with grad:
+            with grad, self.watch(req.get("watch"), seen):
                 value = self.run_op(op, req, args, kwargs)
         except BaseException as e:  # noqa: BLE001
-            return {"status": "error", "error": self.error_info(e)}
+            return {"status": "error", "error": self.error_info(e), "watched": seen[:20]}
+        if seen:
+            return {"status": "ok", "value": None, "watched": seen[:20]}  # the check fails: no value needed
         if req.get("store"):
             self.refs[req["store"]] = value
             return {"status": "ok", "value": {"__ref__": "$" + req["store"], "type": type_name(value)}}
@@ -296,6 +309,25 @@ class Worker:
             return {"status": "ok", "value": self.encode(value)}
         except BaseException as e:  # noqa: BLE001
             return {"status": "invalid", "detail": f"the result cannot be sent: {type_name(e)}: {safe_str(e)}"[:300]}
+
+    @contextlib.contextmanager
+    def watch(self, pattern: str | None, seen: list[str]):
+        """Add to ``seen`` the operators the block runs whose names match ``pattern`` (nothing when it is None)."""
+        if not pattern:
+            yield
+            return
+        self.watching = (re.compile(pattern), seen)
+        try:
+            with self.watch_mode():
+                yield
+        finally:
+            self.watching = None
+
+    def saw(self, name: str) -> None:
+        """Called for each operator run while watching: keep it when its name matches."""
+        pattern, seen = self.watching
+        if name not in seen and pattern.search(name):
+            seen.append(name)
 
     def run_op(self, op: str, req: dict, args: list, kwargs: dict):
         if op == "call":
@@ -394,6 +426,40 @@ class Worker:
         for path in self.paths:
             text = text.replace(path, "<python>" if path != self.cfg.get("lib") else "<course>")
         return text
+
+
+def _watch_mode(torch, worker: Worker):
+    """A factory of torch dispatch modes that tell ``worker`` each operator they see."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    saw = worker.saw
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            saw(str(func))
+            return func(*args, **(kwargs or {}))
+
+    return Watch
+
+
+def _wrap_numpy(np, worker: Worker) -> None:
+    """Replace numpy's convolve, correlate and pad (wherever numpy's modules hold them) with wrappers that tell
+    ``worker`` when they run during a watched probe."""
+    import functools
+
+    for name in ("convolve", "correlate", "pad"):
+        original = getattr(np, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, _original=original, _name=f"numpy.{name}", **kwargs):
+            if worker.watching is not None:
+                worker.saw(_name)
+            return _original(*args, **kwargs)
+
+        for module in [m for n, m in list(sys.modules.items()) if n == "numpy" or n.startswith("numpy.")]:
+            for attr, value in list(getattr(module, "__dict__", {}).items()):
+                if value is original:
+                    setattr(module, attr, wrapper)
 
 
 def main() -> None:
