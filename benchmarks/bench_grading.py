@@ -54,12 +54,12 @@ def nbgrader_autograde(base: Path) -> float:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     nbgrader = [sys.executable, "-m", "nbgrader"]
     for nb in NBS:
-        subprocess.run([*nbgrader, "generate_assignment", nb, "--force"], cwd=base, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*nbgrader, "generate_assignment", nb, "--force"], cwd=base, env=env, check=True, capture_output=True
+        )
     t0 = time.perf_counter()
     for nb in NBS:
-        res = subprocess.run([*nbgrader, "autograde", nb, "--force"], cwd=base, env=env, capture_output=True,
-                             text=True)
+        res = subprocess.run([*nbgrader, "autograde", nb, "--force"], cwd=base, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"nbgrader autograde {nb} failed:\n{res.stderr[-2000:]}")
     return time.perf_counter() - t0
@@ -86,11 +86,24 @@ def main() -> None:
     print(f"course grade, batch of 20 (--jobs {args.jobs}): {batch_s:.1f} s; all full marks: {full}")
     print(f"nbgrader autograde, same 20: {nbg_s:.1f} s -> course grade is {nbg_s / batch_s:.1f}x faster")
     out = ROOT / "benchmarks" / "results" / "grading.json"
-    out.write_text(json.dumps({
-        "one_submission_seconds": one_s, "one_submission_notebooks": len(one), "batch_seconds": batch_s,
-        "batch_notebooks": len(batch), "nbgrader_autograde_seconds": nbg_s, "speedup": nbg_s / batch_s,
-        "jobs": args.jobs, "all_full_marks": full, "isolation": isolation, "cpu_count": os.cpu_count(),
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "one_submission_seconds": one_s,
+                "one_submission_notebooks": len(one),
+                "batch_seconds": batch_s,
+                "batch_notebooks": len(batch),
+                "nbgrader_autograde_seconds": nbg_s,
+                "speedup": nbg_s / batch_s,
+                "jobs": args.jobs,
+                "all_full_marks": full,
+                "isolation": isolation,
+                "cpu_count": os.cpu_count(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":
