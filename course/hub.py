@@ -6,7 +6,8 @@ What a hub is made of (all below one *state* folder, ``.hub/`` by default):
 ``homes/<name>``   each person's home, owned by their own OS user (0700)
 ``exchange/``      nbgrader's shared exchange (0777; nbgrader makes ``inbound`` write-only for students)
 ``course/``        the instructors' nbgrader course root: ``source/`` (the solutions), ``release/``, the
-                   gradebook, ``submitted/``, ``autograded/``, ``feedback/`` (group ``course-staff``, 2770)
+                   gradebook, ``submitted/``, ``autograded/``, ``feedback/`` (group ``course-staff``, 2770);
+                   a staff member's server shows it as ``~/course``, where formgrader expects it
 ``config/<role>``  the Jupyter and nbgrader configuration a student's or a staff member's server reads
 
 Isolation, in two layers that each hold on their own:
@@ -65,6 +66,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_ID = "deep-dive-convolutions"
 STAFF_GROUP = "course-staff"
+STAFF_COURSE = "course"  # where a staff member's server shows the course folder: ~/course
 USER_COMMENT = "course hub user"
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _ROLES = ("students", "instructors", "graders")
@@ -294,17 +296,20 @@ def _write_configs(layout: HubLayout, roster: Roster) -> None:
         f"c.CourseDirectory.course_id = {roster.course_id!r}\nc.Exchange.root = {exchange}\n"
         "c.CourseDirectory.student_id = os.environ['JUPYTERHUB_USER']\n"
     )
-    course_nbgrader = (
-        "c = get_config()\n"
-        f"c.CourseDirectory.course_id = {roster.course_id!r}\n"
-        f"c.CourseDirectory.root = {str(layout.course)!r}\nc.Exchange.root = {exchange}\n"
-    )
+
+    def course_nbgrader(root: str) -> str:
+        return (
+            "import os\nc = get_config()\n"
+            f"c.CourseDirectory.course_id = {roster.course_id!r}\n"
+            f"c.CourseDirectory.root = {root}\nc.Exchange.root = {exchange}\n"
+        )
+
     off = {"@jupyter/nbgrader:formgrader": True, "@jupyter/nbgrader:course-list": True,
            "@jupyter/nbgrader:create-assignment": True}  # fmt: skip
     server_off = {"nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False}
     for role, nbgrader_cfg, lab_off, server in (
         ("student", student_nbgrader, off, server_off),
-        ("staff", course_nbgrader, {}, {}),
+        ("staff", course_nbgrader(f"os.path.expanduser('~/{STAFF_COURSE}')"), {}, {}),
     ):
         d = layout.config(role)
         (d / "labconfig").mkdir(parents=True, exist_ok=True)
@@ -314,7 +319,7 @@ def _write_configs(layout: HubLayout, roster: Roster) -> None:
         (d / "jupyter_server_config.json").write_text(json.dumps(server_cfg, indent=1))
         for p in (d, d / "labconfig"):
             os.chmod(p, 0o755)
-    (layout.course / "nbgrader_config.py").write_text(course_nbgrader)
+    (layout.course / "nbgrader_config.py").write_text(course_nbgrader(repr(str(layout.course))))
 
 
 def prepare(layout: HubLayout, roster: Roster) -> dict:
@@ -366,7 +371,7 @@ def sandbox_command(layout: HubLayout, name: str, staff: bool, command: list[str
             args += ["--ro-bind", top, top]
     args += ["--perms", "1777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     ro = [*_python_dirs(), course_dir(), str(layout.config("staff" if staff else "student")), *layout.extra_binds]
-    rw = [home, str(layout.exchange)] + ([str(layout.course)] if staff else [])
+    rw = [home, str(layout.exchange)]
     parents = {str(a) for d in ro + rw for a in Path(d).parents if str(a) not in ("/", "/tmp")}
     for d in sorted(parents, key=lambda d: (d.count("/"), d)):
         args += ["--perms", "0755", "--dir", d]
@@ -374,6 +379,8 @@ def sandbox_command(layout: HubLayout, name: str, staff: bool, command: list[str
         args += ["--ro-bind", d, d]
     for d in rw:
         args += ["--bind", d, d]
+    if staff:  # formgrader wants the course folder below the server's root: it appears as ~/course
+        args += ["--bind", str(layout.course), f"{home}/{STAFF_COURSE}"]
     args += ["--remount-ro", "/", "--chdir", home, "--"]
     drop = ["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--init-groups"]
     drop += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -408,6 +415,25 @@ def hub_env(layout: HubLayout, roster_file: str | os.PathLike, port: int, api_po
     return env
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    """Poll the hub's health page until it answers 200; False when the hub exited first."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/hub/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    if proc.poll() is None:
+        raise TimeoutError(f"JupyterHub did not answer at {url} within {timeout:g} s; see its log above")
+    return False
+
+
 def hub_command(layout: HubLayout) -> list[str]:
     return [sys.executable, "-m", "jupyterhub", "-f", str(layout.root / "deploy" / "hub" / "jupyterhub_config.py")]
 
@@ -430,13 +456,15 @@ def run(layout: HubLayout, roster_file: str | os.PathLike, port: int = 8000, api
         print(f"  new passwords for {', '.join(done['new passwords'])} in {layout.new_passwords} (root only)")
     proc = subprocess.Popen(hub_command(layout), env=hub_env(layout, roster_file, port, api_port, proxy_api_port),
                             cwd=layout.private)  # fmt: skip
-    print(f"  JupyterHub: http://127.0.0.1:{port}/  (Ctrl-C stops the hub and every server)", flush=True)
 
     def stop(signum, frame):
         proc.send_signal(signal.SIGTERM)
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if wait_ready(f"http://127.0.0.1:{port}", proc):
+            print(f"  JupyterHub: http://127.0.0.1:{port}/  (Ctrl-C stops the hub and every server)", flush=True)
+            print(f"  staff: formgrader at http://127.0.0.1:{port}/user/<name>/formgrader", flush=True)
         return proc.wait()
     finally:
         for s, h in old.items():

@@ -36,6 +36,7 @@ from course.hub import (
     prepare,
     remove_users,
     sandbox_command,
+    wait_ready,
 )
 from course.notebooks import nbgrader_meta
 
@@ -145,17 +146,8 @@ def hub(tmp_path_factory):
         with open(base / "hub.log", "w") as log:
             proc = subprocess.Popen(hub_command(layout), env=env, cwd=layout.private, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                if requests.get(f"{url}/hub/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, (base / "hub.log").read_text()[-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"the hub did not answer in 60 s:\n{(base / 'hub.log').read_text()[-3000:]}")
+        if not wait_ready(url, proc, timeout=60):
+            pytest.fail(f"the hub exited:\n{(base / 'hub.log').read_text()[-3000:]}")
         passwords = {r["user"]: r["password"] for r in csv.DictReader(layout.new_passwords.read_text().splitlines())}
         yield url, layout, passwords, roster
     finally:
@@ -238,6 +230,14 @@ print("outbound", os.path.isfile({str(layout.exchange / roster.course_id / "outb
     assert bob.api("GET", "/api/contents").status_code == 200
     stolen = requests.get(f"{url}/user/{BOB}/api/contents", headers={"Authorization": f"token {ada.token}"}, timeout=30)
     assert stolen.status_code == 403, stolen.status_code  # ada's token does not open bob's server
+
+    # --- staff grade in formgrader, which students do not have ----------------------------------------------------
+    ins = HubUser(url, INS, passwords[INS])
+    assert ins.login() == 302
+    ins.start_server()
+    listed = ins.api("GET", "/formgrader/api/assignments")
+    assert listed.status_code == 200 and NB in listed.text, listed.text[:300]
+    assert ada.api("GET", "/formgrader/api/assignments").status_code == 404
 
     # --- the instructor's round --------------------------------------------------------------------------------------
     nbgrader = [sys.executable, "-m", "nbgrader"]
