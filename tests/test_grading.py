@@ -245,7 +245,9 @@ def _sandbox_workers() -> set[int]:
 
 
 def _temp_folders() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("course-*")}
+    """The grader's and the sandboxes' temporary folders (other course tools' are not this test's business)."""
+    tmp = Path(tempfile.gettempdir())
+    return {p.name for pattern in ("course-grade-*", "course-sandbox-*") for p in tmp.glob(pattern)}
 
 
 def test_a_grader_past_its_time_limit_is_stopped_with_its_sandbox():
@@ -315,14 +317,14 @@ def test_discover_understands_nbgrader_and_flat_layouts(tmp_path):
 
 
 # --- fairness between submissions ----------------------------------------------------------------------------------
-BUSY = (  # 32 busy children (torch's multiprocessing: answer cells may not import os), alive for the next 25 s
+BUSY = (  # 32 busy children (torch's multiprocessing: answer cells may not import os), left running after 5 s
     "import time\nimport torch.multiprocessing as mp\n\ndef _spin():\n    while True:\n        pass\n\n"
-    "for _ in range(32):\n    mp.get_context('fork').Process(target=_spin, daemon=True).start()\ntime.sleep(25)\n"
+    "for _ in range(32):\n    mp.get_context('fork').Process(target=_spin, daemon=True).start()\ntime.sleep(5)\n"
 )
 
 
 def test_a_busy_neighbour_costs_an_honest_submission_nothing(tmp_path):
-    """An honest ex6 (with its short training run) graded next to a notebook whose cell keeps 32 processes busy."""
+    """An honest ex6 (with its short training run) graded next to a notebook whose cell leaves 32 busy processes."""
     subs, out = tmp_path / "submitted", tmp_path / "graded"
     write_submission(subs, "honest", solution_nb("06_batchnorm"), "06_batchnorm")
     sol = solution_nb(NB2)
@@ -331,10 +333,9 @@ def test_a_busy_neighbour_costs_an_honest_submission_nothing(tmp_path):
     results = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=30)
     by = {r["extra"]["student"]: r for r in results}
     assert task_scores(by["honest"]) == points("06_batchnorm"), [t["output"][:300] for t in by["honest"]["tests"]]
-    # the busy children spent the CPU budget of their own cell only: that one task is lost, the rest of it is graded
-    assert task_scores(by["busy"]) == expected(NB2, {"ex2_output_size"})
-    busy = next(t for t in by["busy"]["tests"] if t["name"] == "ex2_output_size")
-    assert "did not run: timeout" in busy["output"], busy["output"][:300]
+    # the children spun within their cell's CPU budget and were stopped when it ended: no later task paid for them
+    assert task_scores(by["busy"]) == points(NB2), [t["output"][:300] for t in by["busy"]["tests"]]
+    assert any("killed when it ends" in line for line in by["busy"]["extra"]["enforced"])
 
 
 # --- the nbgrader gradebook -------------------------------------------------------------------------------------------

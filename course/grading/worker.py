@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import functools
 import json
 import linecache
 import os
@@ -70,6 +71,41 @@ def _not_dumpable(notes: list[str], weaker: list[str]) -> None:
         weaker.append(f"process memory: could not make the worker non-dumpable ({e})")
         return
     notes.append("process memory: not dumpable (/proc/self/mem closed to the submission)")
+
+
+def _subreaper(notes: list[str], weaker: list[str]) -> None:
+    """PR_SET_CHILD_SUBREAPER: whatever a cell or check starts stays this worker's descendant (double forks
+    included), so ``_stop_children`` can stop it when the request ends: processes left running cannot spend
+    the CPU budget of the cells and checks that come after (one mistake costs one task)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError) as e:
+        weaker.append(f"processes: could not adopt orphans ({e}); only direct children are stopped after a cell")
+    notes.append("processes: those a cell or check leaves running are killed when it ends")
+
+
+def _stop_children(kill=os.kill, waitpid=os.waitpid, listdir=os.listdir, read=open) -> int:
+    """SIGKILL every child (and, through the subreaper, every orphaned descendant) and reap it; how many."""
+    stopped = 0
+    for _ in range(1000):  # each round kills the children; their children are ours in the next round
+        kids = []
+        for tid in listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), read(f"/proc/self/task/{tid}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+        if not kids:
+            break
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, 9)
+        for pid in kids:
+            with contextlib.suppress(ChildProcessError):
+                waitpid(pid, 0)
+        stopped += len(kids)
+    return stopped
 
 
 def _own_tasks() -> int:
@@ -244,6 +280,7 @@ class Worker:
         self.watching: tuple[re.Pattern, list[str]] | None = None  # (pattern, operators seen) during a probe
         self.watch_mode = _watch_mode(torch, self)
         _wrap_numpy(np, self)
+        self.stop_children = functools.partial(_stop_children, os.kill, os.waitpid, os.listdir, open)  # bound now
         self.paths = sorted({sys.prefix, sys.base_prefix, cfg.get("lib", "")} - {""}, key=len, reverse=True)
 
     def send(self, msg: dict) -> None:
@@ -258,6 +295,7 @@ class Worker:
             req = self.loads(line)
             start = time.monotonic()
             reply = self.exec_cell(req) if req.get("op") == "exec" else self.probe(req)
+            self.stop_children()
             reply.update(id=req["id"], nonce=req["nonce"], seconds=round(time.monotonic() - start, 6))
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):  # the submission may have replaced or closed them
@@ -475,6 +513,7 @@ def main() -> None:
     _set_limits(cfg["limits"], notes, weaker)
     worker = Worker(cfg, np, torch)
     _not_dumpable(notes, weaker)
+    _subreaper(notes, weaker)
     worker.send(
         {
             "op": "hello",
