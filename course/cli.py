@@ -118,6 +118,26 @@ def cmd_start(args) -> int:
     return 0
 
 
+def cmd_up(args) -> int:
+    """Prepare data and site, then run JupyterLab and the site on 127.0.0.1 until Ctrl-C (course.up)."""
+    from course.up import UpOptions, up
+
+    opts = UpOptions(
+        root=Path(args.root),
+        notebooks=args.notebooks,
+        site_dir=args.site_dir,
+        lab=not args.no_lab,
+        site=not args.no_site,
+        lab_port=args.lab_port,
+        site_port=args.site_port,
+        release_check=not args.no_release_check,
+        progress=not args.quiet,
+        timeout=args.timeout,
+        open_browser=args.open,
+    )
+    return up(opts)
+
+
 def cmd_release(args) -> int:
     """Regenerate exercises/ from solutions/, or with --check only report what is out of sync or leaks."""
     from course.release import check_release, release
@@ -214,6 +234,18 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_hub(args) -> int:
+    """Run a class on JupyterHub from a roster (see course/hub.py), or remove the OS users it created."""
+    from course.hub import HubLayout, load_roster, remove_users, run
+
+    layout = HubLayout(Path(args.state).resolve(), Path(args.root).resolve())
+    if args.remove_users:
+        gone = remove_users(load_roster(args.roster, layout.root).everyone)
+        print(f"removed {len(gone)} OS users: {', '.join(gone) or 'none'} (their homes stay in {layout.homes})")
+        return 0
+    return run(layout, args.roster, port=args.port, api_port=args.api_port, proxy_api_port=args.proxy_api_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
     p.add_argument("--version", action="version", version=f"course {__version__}")
@@ -222,6 +254,36 @@ def build_parser() -> argparse.ArgumentParser:
     start = sub.add_parser("start", help="prepare and verify all data, print a summary")
     start.add_argument("--quiet", action="store_true", help="no progress bars")
     start.set_defaults(func=cmd_start)
+
+    upc = sub.add_parser(
+        "up",
+        help="prepare data and site, then run JupyterLab and the site on 127.0.0.1 until Ctrl-C",
+        description="Prepare and verify the data, check exercises/ against solutions/, build the site if it is "
+        "stale, then run JupyterLab (the course kernel, nbgrader's student tools, opened on exercises/) and the "
+        "site on 127.0.0.1 and print both URLs. Ctrl-C stops both.",
+    )
+    upc.add_argument("--root", default=".", help="course root holding exercises/, solutions/, docs/ (default: .)")
+    upc.add_argument("--notebooks", metavar="DIR", help="folder JupyterLab opens (default: ROOT/exercises)")
+    upc.add_argument("--site-dir", metavar="DIR", help="where the site is built and served from (default: ROOT/site)")
+    upc.add_argument(
+        "--lab-port", type=int, help="JupyterLab's port (default: 8888 or the next free one; 0: any free port)"
+    )
+    upc.add_argument(
+        "--site-port",
+        type=int,
+        help="the site's port (default: 8000, the port of site_url in mkdocs.yml, when free, else any; 0: any)",
+    )
+    upc.add_argument("--no-lab", action="store_true", help="serve the site only")
+    upc.add_argument("--no-site", action="store_true", help="run JupyterLab only (no site build)")
+    upc.add_argument(
+        "--no-release-check", action="store_true", help="start even when exercises/ is out of sync with solutions/"
+    )
+    upc.add_argument("--open", action="store_true", help="open JupyterLab in the default web browser when ready")
+    upc.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for JupyterLab to answer (default 180)"
+    )
+    upc.add_argument("--quiet", action="store_true", help="no progress bars")
+    upc.set_defaults(func=cmd_up)
 
     data = sub.add_parser("data", help="find, prepare and verify MNIST, MNIST_SAMPLE and the colour photo")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -293,6 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
         "generate_assignment or autograde), overriding the autograded scores of the visible tests",
     )
     grade.set_defaults(func=cmd_grade)
+
+    hub = sub.add_parser("hub", help="run a class on JupyterHub: one OS user and sandboxed server per person (root)")
+    hub.add_argument("--roster", required=True, help="YAML file: students, instructors, graders (docs/instructor.md)")
+    hub.add_argument("--state", default=".hub", help="folder for the hub's state, homes and exchange (default .hub)")
+    hub.add_argument("--root", default=".", help="course root holding solutions/ and exercises/ (default: .)")
+    hub.add_argument("--port", type=int, default=8000, help="public port on 127.0.0.1 (default 8000)")
+    hub.add_argument("--api-port", type=int, default=8081, help="the hub's internal API port (default 8081)")
+    hub.add_argument("--proxy-api-port", type=int, default=8001, help="the proxy's API port (default 8001)")
+    hub.add_argument("--remove-users", action="store_true", help="delete the roster's OS users instead of starting")
+    hub.set_defaults(func=cmd_hub)
     return p
 
 
@@ -303,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     try:
         return args.func(args)
-    except (DataNotFoundError, DataIntegrityError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (DataNotFoundError, DataIntegrityError, FileExistsError, FileNotFoundError, PermissionError,
+            ValueError) as exc:  # fmt: skip
         print(f"course: error: {exc}", file=sys.stderr)
         return 2
 

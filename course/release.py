@@ -8,6 +8,8 @@ A pipeline of small steps, composed in ``RELEASE_STEPS``:
 4. ``normalize`` removes execution counts and outputs and fixes JSON formatting, so output is byte-stable.
 
 ``find_leaks`` is the independent check that nothing of the solution reached a released notebook.
+``check_release`` is the maintainers' byte-exact check (CI); ``check_working_copy`` is the same check for a
+learner's checkout, where answers, outputs and added cells in ``exercises/`` are the learner's work, not drift.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import nbformat
 
 from course.notebooks import nbgrader_meta, read_notebook
 
-__all__ = ["RELEASE_STEPS", "check_release", "find_leaks", "generate_release", "release"]
+__all__ = [
+    "RELEASE_STEPS",
+    "check_release",
+    "check_working_copy",
+    "compare_work",
+    "find_leaks",
+    "generate_release",
+    "release",
+]
 
 HEADER_MARK = "course-release-header"
 _KEEP_NB_META = ("kernelspec", "language_info")
@@ -156,6 +166,96 @@ def check_release(root: str | os.PathLike = ".") -> list[str]:
         if src.is_file():
             problems += [f"exercises/{rel}: {leak}" for leak in find_leaks(read_notebook(src), read_notebook(nb_path))]
     return problems
+
+
+def compare_work(fresh, work) -> tuple[str, str]:
+    """How a learner's copy ``work`` of a released notebook differs from a ``fresh`` release: (kind, detail).
+
+    Kinds: ``"work"`` (only answer cells, outputs, execution counts, metadata or added cells differ: the
+    learner's work), ``"structure"`` (the graded cells differ: grade ids, points or flags), ``"stale"`` (given
+    cells differ and the notebook holds no work: the release is older than solutions/) and ``"edited"``
+    (given cells differ in a notebook that also holds work: cannot tell a learner's edit from a stale release).
+    Cells are matched by their ids (``cell-NNN`` in a release; JupyterLab keeps them).
+    """
+
+    def graded(nb):
+        keys = ("grade_id", "points", "solution", "grade", "locked")
+        return [(c.cell_type, *(nbgrader_meta(c).get(k) for k in keys)) for c in nb.cells if nbgrader_meta(c)]
+
+    want, got = graded(fresh), graded(work)
+    if want != got:
+        first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), min(len(want), len(got)))
+        expected = want[first][1] if first < len(want) else None
+        found = got[first][1] if first < len(got) else None
+        if expected == found:
+            return "structure", f"{expected!r} has other points or flags"
+        return "structure", f"graded cell {first + 1} should be {expected!r}, found {found!r}"
+    by_id = {c.get("id"): c for c in work.cells}
+    fresh_ids = {c.get("id") for c in fresh.cells}
+    changed, answered = [], False
+    for i, cell in enumerate(fresh.cells):
+        mine = by_id.get(cell.get("id"))
+        if nbgrader_meta(cell).get("solution"):
+            answered |= mine is not None and mine.source != cell.source
+        elif mine is None or mine.source != cell.source or mine.cell_type != cell.cell_type:
+            changed.append(i)
+    ran = any(c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")) for c in work.cells)
+    added = any(c.get("id") not in fresh_ids for c in work.cells)
+    if not changed:
+        return "work", ""
+    cells = ", ".join(map(str, changed[:5])) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return ("edited" if answered or ran or added else "stale"), f"cell {cells}"
+
+
+def check_working_copy(root: str | os.PathLike = ".") -> tuple[list[str], list[str]]:
+    """``check_release`` for a learner's checkout: (problems, notes); problems say which command fixes them.
+
+    A learner works in ``exercises/`` (the header cell says so), so answers, outputs and added cells are not
+    drift, and the leak check, which would flag every correct answer, applies only to untouched notebooks.
+    Without ``solutions/`` (a student copy of the course) there is nothing to compare: one note, no problems.
+    """
+    root = Path(root).resolve()
+    if not (root / "solutions").is_dir():
+        return [], ["no solutions/ in this copy of the course: the release check was skipped"]
+    problems, notes, mine = [], [], []
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+        fresh = {p.relative_to(tmp): p for p in generate_release(root, tmp)}
+        work = {p.relative_to(root / "exercises"): p for p in (root / "exercises").glob("*/*.ipynb")}
+        for rel in sorted(set(fresh) | set(work)):
+            name, where = rel.parts[0], f"exercises/{rel.as_posix()}"
+            if rel not in work:
+                problems.append(f"{where} is missing: run `course release {name}`")
+                continue
+            if rel not in fresh:
+                problems.append(f"{where} has no source in solutions/: delete it or add the source")
+                continue
+            source = root / "solutions" / rel
+            if fresh[rel].read_bytes() == work[rel].read_bytes():
+                leaks = find_leaks(read_notebook(source), read_notebook(work[rel]))
+                fix = f"fix solutions/{rel.as_posix()}, then run `course release {name}`"
+                problems += [f"{where}: {leak} ({fix})" for leak in leaks]
+                continue
+            kind, detail = compare_work(read_notebook(fresh[rel]), read_notebook(work[rel]))
+            if kind == "work":
+                mine.append(where)
+            elif kind == "structure":
+                problems.append(
+                    f"{where}: its graded cells differ from solutions/ ({detail}); copy your answers elsewhere, "
+                    f"then run `course release {name}` to restore the notebook"
+                )
+            elif kind == "stale":
+                problems.append(
+                    f"{where} is out of date with solutions/ ({detail}) and holds no work yet: "
+                    f"run `course release {name}`"
+                )
+            else:
+                notes.append(
+                    f"{where} differs from solutions/ outside your answers ({detail}); kept as it is. If you did "
+                    f"not change those cells, copy your answers elsewhere and run `course release {name}`"
+                )
+    if mine:
+        notes.insert(0, f"{len(mine)} notebook(s) hold your work: {', '.join(mine)}")
+    return problems, notes
 
 
 def _solution_lines(source_nb) -> tuple[set[str], set[str]]:
