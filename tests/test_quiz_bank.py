@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from course.site.exercises import EXERCISES, TASK_TITLES, exercise_link
 from course.site.quiz import QuizError, load_bank, render_quiz, validate_bank
@@ -58,6 +59,59 @@ def test_choice_questions_have_exactly_one_correct_choice(bank):
     for q in choice:
         assert sum(c.correct for c in q.choices) == 1, q.id
         assert len(q.choices) >= 3, q.id
+
+
+def visible_length(text: str) -> int:
+    """Characters a reader sees in a choice: no Markdown backticks, `$`, or LaTeX command names."""
+    text = re.sub(r"\\(text|mathrm)\{([^}]*)\}", r"\2", text)
+    text = re.sub(r"\\(begin|end)\{\w+\}|\\[A-Za-z]+|\\\\", " ", text)
+    return len(re.sub(r"[`$]", "", text).strip())
+
+
+def test_visible_length_ignores_markup():
+    assert visible_length("`(64, 2)`") == len("(64, 2)")
+    assert visible_length(r"$C_\text{in}$") == len("C_in")
+
+
+def test_the_correct_choice_is_rarely_the_longest(bank):
+    """Picking the longest option must not be a winning strategy (ties count as longest)."""
+    choice = [q for q in bank.questions if q.kind == "choice"]
+    longest = []
+    for q in choice:
+        lengths = [visible_length(c.text) for c in q.choices]
+        if lengths[q.correct_index()] >= max(lengths):
+            longest.append(q.id)
+    assert len(longest) <= len(choice) / 3, f"the correct choice is the longest in {longest}"
+
+
+def test_the_correct_choice_moves_around_in_the_bank(bank):
+    """Even without the browser's shuffle, no position wins: every slot is used, none in over half."""
+    positions = [q.correct_index() for q in bank.questions if q.kind == "choice"]
+    counts = {i: positions.count(i) for i in range(4)}
+    assert all(counts[i] >= 2 for i in range(4)), counts
+    assert max(counts.values()) <= len(positions) / 2, counts
+
+
+def _quiz_plugin_options() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # mkdocs.yml's !!python tags
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    return next(p["mkdocs_quiz"] for p in config["plugins"] if isinstance(p, dict) and "mkdocs_quiz" in p)
+
+
+def test_the_site_shuffles_options_and_allows_one_attempt():
+    options = _quiz_plugin_options()
+    assert options["shuffle_answers"] is True
+    assert options["disable_after_submit"] is True and options["show_correct"] is True
+    # The installed plugin still honours the option: it marks the quiz and its script shuffles it.
+    import mkdocs_quiz
+
+    package = Path(mkdocs_quiz.__file__).parent
+    assert 'data-shuffle-answers="true"' in (package / "plugin.py").read_text(encoding="utf-8")
+    script = (package / "js" / "quiz.js").read_text(encoding="utf-8")
+    assert 'quiz.hasAttribute("data-shuffle-answers")' in script and "shuffleAnswers(fieldset)" in script
 
 
 @pytest.mark.parametrize("qid", sorted(FORMULAS))
@@ -166,6 +220,16 @@ def test_rendering_gives_one_block_per_question(bank):
     blocks = re.findall(r"<quiz>(.*?)</quiz>", md, re.S)
     for block, q in zip(blocks, closed, strict=True):
         assert block.count("- [x]") == (1 if q.kind == "choice" else 0), q.id
+
+
+def test_every_open_question_can_be_self_rated(bank):
+    md = render_quiz(bank, "quiz.md")
+    rated = re.findall(r'<span class="self-rating" data-question="(q\d\d)">', md)
+    assert rated == [q.id for q in bank.questions if q.kind == "open"]
+    assert md.count('data-rating="had"') == md.count('data-rating="missed"') == len(rated)
+    page = (DOCS / "quiz.md").read_text(encoding="utf-8")
+    assert 'id="self-rating-summary"' in page and "assets/javascripts/self-rating.js" in page
+    assert (DOCS / "assets" / "javascripts" / "self-rating.js").is_file()
 
 
 def test_rendered_links_are_relative_to_the_page(bank):

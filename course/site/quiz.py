@@ -2,7 +2,7 @@
 
 Closed questions become mkdocs-quiz blocks (single-choice radios or an integer blank, checked in the
 browser with immediate feedback); open questions become a prompt with a reveal box holding a model
-answer, the explanation and links to the exercises that practise them.
+answer, the explanation, links to the exercises that practise them and self-rating buttons.
 """
 
 from __future__ import annotations
@@ -217,8 +217,20 @@ def _render_closed(q: Question, page_uri: str) -> str:
     return "\n".join(lines)
 
 
+def _self_rating(q: Question) -> str:
+    """Inline buttons to rate one's own answer after the reveal (counted by self-rating.js)."""
+    return (
+        f'<span class="self-rating" data-question="{q.id}">Did you have it? '
+        '<button type="button" data-rating="had">I had it</button> '
+        '<button type="button" data-rating="missed">I didn\'t</button></span>'
+    )
+
+
 def _render_open(q: Question, page_uri: str) -> str:
-    body = f"**Model answer.** {q.answer}\n\n**Why it matters.** {q.explanation}\n\n{_links(q, page_uri)}"
+    body = (
+        f"**Model answer.** {q.answer}\n\n**Why it matters.** {q.explanation}\n\n{_links(q, page_uri)}"
+        f"\n\n{_self_rating(q)}"
+    )
     return "\n".join(
         [
             f'!!! question open-question "Q{q.number} · open question"',
