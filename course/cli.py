@@ -47,8 +47,7 @@ def _data_summary(verify_layouts: bool = False) -> dict:
 def _verify_layout(name: str, root: Path, m) -> None:
     import numpy as np
 
-    from course.data import DataIntegrityError, load_mnist_sample
-    from course.layouts import read_mnist_png
+    from course.data import DataIntegrityError, load_mnist_sample, read_mnist_png
 
     if name == "mnist_png":
         arrays = read_mnist_png(root)

@@ -28,6 +28,7 @@ __all__ = [
     "ENV_OFFLINE",
     "MNIST_TEST_COUNTS",
     "MNIST_TRAIN_COUNTS",
+    "PNG_FOLDERS",
     "DataIntegrityError",
     "DataNotFoundError",
     "Mnist",
@@ -37,6 +38,7 @@ __all__ = [
     "load_mnist",
     "load_mnist_sample",
     "locate_mnist",
+    "read_mnist_png",
 ]
 
 ENV_DATA = "COURSE_DATA"
@@ -47,6 +49,7 @@ ENV_OFFLINE = "COURSE_OFFLINE"
 MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 SAMPLE_DIGITS = (3, 7)
+PNG_FOLDERS = {"train": "training", "test": "testing"}  # split -> folder of fastai's mnist_png
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 _HOW_TO_FIX = (
     f"set {ENV_DATA}=/path/to/mnist.npz (or a folder holding mnist.npz or fastai's mnist_png), "
@@ -234,10 +237,34 @@ def verify_mnist_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             )
 
 
+def read_mnist_png(root: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Decode a ``mnist_png`` folder into arrays, ordered by the file's number where names are numeric."""
+    from PIL import Image
+
+    root = Path(root)
+    out = {}
+    for split, folder in PNG_FOLDERS.items():
+        files = sorted((root / folder).glob("[0-9]/*.png"), key=_png_order)
+        if not files:
+            raise DataIntegrityError(f"{root / folder} holds no digit folders with PNGs; expected {folder}/0..9/*.png")
+        x = np.empty((len(files), 28, 28), np.uint8)
+        for i, f in enumerate(files):
+            with Image.open(f) as im:
+                a = np.asarray(im.convert("L"))
+            if a.shape != (28, 28):
+                raise DataIntegrityError(f"{f} is {a.shape[1]}x{a.shape[0]} pixels, expected 28x28")
+            x[i] = a
+        out[f"x_{split}"] = x
+        out[f"y_{split}"] = np.array([int(f.parent.name) for f in files], np.uint8)
+    return out
+
+
+def _png_order(f: Path):
+    return (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f"{f.parent.name}/{f.stem}")
+
+
 def _read_png_tree_cached(root: Path) -> dict[str, np.ndarray]:
     """Decode a fastai mnist_png folder once, then keep the arrays in the cache as mnist.npz."""
-    from course.layouts import read_mnist_png
-
     arrays = read_mnist_png(root)
     verify_mnist_arrays(arrays, str(root))
     target = cache_dir() / "mnist.npz"

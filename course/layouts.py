@@ -19,17 +19,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from course.data import DataIntegrityError, Mnist, cache_dir, load_mnist, load_mnist_sample
+from course.data import PNG_FOLDERS, Mnist, cache_dir, load_mnist, load_mnist_sample
 
-__all__ = ["LAYOUTS", "layout_path", "mnist_png_path", "mnist_sample_path", "read_mnist_png"]
+__all__ = ["LAYOUTS", "layout_path", "mnist_png_path", "mnist_sample_path"]
 
 LAYOUTS = ("mnist_png", "mnist_sample")
 _MARKER = ".complete.json"
-_FOLDERS = {"train": "training", "test": "testing"}
 
 
 def _png_items(m: Mnist) -> Iterable[tuple[str, np.ndarray]]:
-    for split, folder in _FOLDERS.items():
+    for split, folder in PNG_FOLDERS.items():
         x, y = m._split(split)
         for i in range(len(y)):
             yield f"{folder}/{y[i]}/{i}.png", x[i]
@@ -93,27 +92,3 @@ def mnist_png_path(dest=None, progress: bool = True) -> Path:
 def mnist_sample_path(dest=None, progress: bool = True) -> Path:
     """fastai's ``mnist_sample`` layout, as ``untar_data(URLs.MNIST_SAMPLE)`` would give it."""
     return layout_path("mnist_sample", dest, progress)
-
-
-def read_mnist_png(root: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Decode a ``mnist_png`` folder into arrays, ordered by the file's number where names are numeric."""
-    root = Path(root)
-    out = {}
-    for split, folder in _FOLDERS.items():
-        files = sorted((root / folder).glob("[0-9]/*.png"), key=_png_order)
-        if not files:
-            raise DataIntegrityError(f"{root / folder} holds no digit folders with PNGs; expected {folder}/0..9/*.png")
-        x = np.empty((len(files), 28, 28), np.uint8)
-        for i, f in enumerate(files):
-            with Image.open(f) as im:
-                a = np.asarray(im.convert("L"))
-            if a.shape != (28, 28):
-                raise DataIntegrityError(f"{f} is {a.shape[1]}x{a.shape[0]} pixels, expected 28x28")
-            x[i] = a
-        out[f"x_{split}"] = x
-        out[f"y_{split}"] = np.array([int(f.parent.name) for f in files], np.uint8)
-    return out
-
-
-def _png_order(f: Path):
-    return (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f"{f.parent.name}/{f.stem}")

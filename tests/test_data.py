@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from course import data as D
-from course.layouts import layout_path, read_mnist_png
+from course.data import read_mnist_png
+from course.layouts import layout_path
 
 # MNIST's published per-digit counts, written out here independently of the module's constants.
 PUBLISHED_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
