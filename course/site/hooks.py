@@ -9,7 +9,7 @@ Pages hold markers that this module fills in at build time:
 - ``<!-- exercise: exN -->``, ``<!-- exercise-overview -->`` task tables read from the notebooks;
 - ``<!-- cli-status -->``, ``<!-- course-check: exN -->``, ``<!-- coming-soon -->`` which ``course``
   commands this checkout provides;
-- ``<!-- playground-data -->`` the digits the playground page works on, as inline JSON;
+- ``<!-- playground-data -->`` the digits and photo crop the playground page works on, as inline JSON;
 - ``<!-- benchmark: NAME -->`` the last measured results of ``benchmarks/bench_NAME.py``.
 
 It also copies MathJax and the iframe-worker shim from ``node_modules`` (``npm ci``) into the site.
@@ -30,7 +30,7 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-from course.site import benchmarks, exercises, figures, quiz, runs
+from course.site import benchmarks, exercises, figures, playground, quiz, runs
 from course.site.cache import ENV_SITE_CACHE, FigureCache
 
 __all__ = ["MARKER", "State", "fill_markers", "on_config", "on_files", "on_page_markdown", "on_post_build"]
@@ -145,6 +145,9 @@ def on_files(files: Files, config, **kwargs):
     )
     for f in vendored_files(state.repo_root / "node_modules"):
         files.append(File.generated(config, f[1], abs_src_path=str(f[0])))
+    # what the playground must show, computed by F.conv2d (read by tests/test_browser_playground.py)
+    cases = playground.cases_json(figures.Sources(state.repo_root))
+    files.append(File.generated(config, playground.CASES_URI, content=cases))
     return files
 
 
@@ -283,12 +286,4 @@ def _coming_soon(commands: set[str]) -> str:
 
 
 def _playground_data(state: State) -> str:
-    src = figures.Sources(state.repo_root)
-    if src.digest("mnist") is None:
-        return f'!!! note figure-missing "No digits to play with"\n\n    {src.why("mnist")}\n'
-    m = src.mnist()
-    picks = [figures.DIGIT_THREE] + [int(next(i for i, y in enumerate(m.y_train) if y == d)) for d in (7, 0, 4)]
-    digits = [{"label": int(m.y_train[i]), "index": i, "pixels": m.x_train[i].astype(int).tolist()} for i in picks]
-    # a data attribute, not a <script>: instant navigation does not carry JSON script elements over
-    payload = html.escape(json.dumps(digits, separators=(",", ":")), quote=True)
-    return f'<div id="playground-digits" hidden data-digits="{payload}"></div>\n'
+    return playground.marker_html(figures.Sources(state.repo_root))
