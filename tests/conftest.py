@@ -1,8 +1,9 @@
-"""Shared fixtures: every test session writes into its own cache, never the user's."""
+"""Shared fixtures: each session writes into its own cache, never the user's; one built site for browser tests."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,33 @@ def session_cache(tmp_path_factory):
         os.environ.pop("COURSE_CACHE", None)
     else:
         os.environ["COURSE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """The site built for, and served at, http://127.0.0.1:<port>/ (one build for all browser tests)."""
+    from course.site.build import build_site, serve
+
+    site = tmp_path_factory.mktemp("browser-site") / "site"
+    cache = tmp_path_factory.getbasetemp() / "site-figures"
+    with serve(site) as origin:
+        build_site(site, origin + "/", env={"COURSE_SITE_CACHE": str(cache)})
+        yield origin, site
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    from browser import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh --dev does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

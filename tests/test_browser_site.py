@@ -1,36 +1,25 @@
-"""The built site in headless Chromium: clean page loads, math, the quiz, dark mode, figures, playground.
+"""The built site in headless Chromium: clean page loads, math, the quiz, dark mode, figures.
 
 Debian's Chromium (`apt-get install chromium`), driven by Playwright; the site is built with its
 `site_url` set to the origin of a local static server, so Material's instant navigation is active.
-Set COURSE_SCREENSHOTS=<folder> to keep a screenshot of every page.
+Set COURSE_SCREENSHOTS=<folder> to keep a screenshot of every page. The site build and the browser
+are session fixtures in conftest.py, shared with tests/test_browser_playground.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from urllib.parse import urlparse
 
-import numpy as np
 import pytest
+from browser import Watch, screenshot
 
 from course.site import figures
-from course.site.build import build_site, serve
 from course.site.quiz import load_bank
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = [
     "index.html",
     "chapter/index.html",
@@ -43,52 +32,6 @@ PAGES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory):
-    """The site built for, and served at, http://127.0.0.1:<port>/."""
-    site = tmp_path_factory.mktemp("browser-site") / "site"
-    cache = tmp_path_factory.getbasetemp() / "site-figures"
-    with serve(site) as origin:
-        build_site(site, origin + "/", env={"COURSE_SITE_CACHE": str(cache)})
-        yield origin, site
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh --dev does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
-
-
-class Watch:
-    """Console errors, page errors, failed requests and requests to other hosts seen by one page."""
-
-    def __init__(self, page, allowed_scheme_host: tuple[str, str | None]):
-        self.problems: list[str] = []
-        scheme, host = allowed_scheme_host
-        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
-        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
-
-        def on_request(request):
-            u = urlparse(request.url)
-            if u.scheme in ("data", "blob", "about"):
-                return
-            if u.scheme != scheme or u.hostname != host:
-                self.problems.append(f"outside request: {request.url}")
-
-        page.on("request", on_request)
-
-    def assert_clean(self):
-        assert not self.problems, "\n".join(self.problems)
-
-
 @pytest.fixture()
 def tab(chromium, served):
     origin, _ = served
@@ -97,13 +40,6 @@ def tab(chromium, served):
     watch = Watch(page, ("http", "127.0.0.1"))
     yield page, watch, origin
     context.close()
-
-
-def screenshot(page, name: str):
-    folder = os.environ.get("COURSE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name.replace('/', '_').removesuffix('.html')}.png"), full_page=True)
 
 
 def math_state(page) -> dict:
@@ -360,50 +296,6 @@ def test_dark_mode_toggles_and_persists(tab):
     screenshot(page, "conv-as-matmul-dark")
     page.click("form[data-md-component='palette'] label:visible")
     page.wait_for_function(f"() => ({scheme})() === 'default'")
-    watch.assert_clean()
-
-
-def test_playground_computes_feature_maps_and_receptive_fields(tab, mnist):
-    page, watch, origin = tab
-    page.goto(f"{origin}/index.html", wait_until="networkidle")
-    page.click("nav.md-nav--primary a[href$='playground.html']")  # instant navigation must start it too
-    page.wait_for_url("**/playground.html")
-    readout = page.locator("#pg-rf-text")
-    page.wait_for_function("() => document.querySelector('#pg-rf-text').dataset.rows === '7'")
-    assert "7×7 pixels" in readout.text_content()
-
-    # the corner activation of layer 2 sees only 4×4 real pixels (the rest is padding)
-    def click_cell(canvas: str, n: int, r: int, c: int):
-        loc = page.locator(canvas)
-        box = loc.bounding_box()
-        loc.click(position={"x": box["width"] * (c + 0.5) / n, "y": box["height"] * (r + 0.5) / n})
-
-    click_cell("#pg-rf-l2", 7, 0, 0)
-    assert readout.get_attribute("data-rows") == "4" and readout.get_attribute("data-cols") == "4"
-    click_cell("#pg-rf-l2", 7, 3, 3)
-    assert readout.get_attribute("data-rows") == "7" and readout.get_attribute("data-cols") == "7"
-    click_cell("#pg-rf-l1", 14, 6, 6)
-    assert readout.get_attribute("data-rows") == "3" and readout.get_attribute("data-cols") == "3"
-
-    # the feature map under the mouse equals a convolution computed here
-    three = mnist.x_train[figures.DIGIT_THREE] / 255
-    fmap = page.locator("#pg-fmap")
-    box = fmap.bounding_box()
-    r, c = 4, 7
-    fmap.hover(position={"x": box["width"] * (c + 0.5) / 26, "y": box["height"] * (r + 0.5) / 26})
-    text = page.locator("#pg-cell").text_content()
-    got = float(re.search(rf"feature map \({r}, {c}\) = (-?[\d.]+)", text).group(1))
-    want = figures.feature_map(three, figures.KERNELS["top"])[r, c]
-    assert got == pytest.approx(want, abs=1e-3)
-
-    # editing one weight changes the map
-    before = page.locator("#pg-range").text_content()
-    page.locator("#pg-kernel input").nth(4).fill("5")
-    page.wait_for_function(f"() => document.querySelector('#pg-range').textContent !== {before!r}")
-    page.click("button[data-kernel='identity']")
-    assert page.locator("#pg-kernel input").nth(4).input_value() == "1"
-    assert page.locator("#pg-range").text_content() == "values from 0.00 to 1.00"
-    assert np.isclose(three.max(), 1.0, atol=0.01)
     watch.assert_clean()
 
 
