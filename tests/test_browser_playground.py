@@ -95,7 +95,7 @@ READ_ARITHMETIC = """() => {
   const text = (sel) => document.querySelector(sel).textContent;
   return {
     r: +arith.dataset.r, c: +arith.dataset.c, value: +arith.dataset.value,
-    head: text('#pg-arith .pg-arith-head'), sum: text('#pg-arith .pg-sum'),
+    head: text('#pg-arith-head'), sum: text('#pg-arith-sum'),
     products: [...arith.querySelectorAll('td[data-product]')].map(td => +td.dataset.product),
     padded: arith.querySelectorAll('td.pg-pad').length,
     rows: text('#pg-formula-rows'), cols: text('#pg-formula-cols'),
@@ -256,6 +256,15 @@ def test_keyboard_alone_sets_up_and_picks_activations(playground):
     page.keyboard.press("Tab")  # and Tab moves on
     assert page.evaluate("() => document.activeElement.id") != "pg-fmap"
 
+    # a preset menu: the arrow keys choose the next kernel, and the focus stays on the menu
+    menu = page.locator(".pg-kernel-block select")
+    menu.focus()
+    page.keyboard.press("ArrowDown")
+    assert menu.input_value() == "left"
+    assert page.evaluate("() => document.activeElement.tagName") == "SELECT"
+    assert page.locator(".pg-kernel input").nth(0).input_value() == "-1"  # the left-edge kernel's first row
+    assert page.locator(".pg-kernel input").nth(1).input_value() == "1"
+
     # the settings are native radio groups: arrow keys switch them
     page.locator("input[name='pg-stride']:checked").focus()
     page.keyboard.press("ArrowRight")
@@ -295,7 +304,8 @@ def test_colour_mode_with_a_picked_activation_reads_well(chromium, served, look)
         "blue channel",
     ]
     assert re.fullmatch(
-        r"\S+ \(red\) \+ \S+ \(green\) \+ \S+ \(blue\) \+ 0 \(bias\) = \S+", arith.locator(".pg-sum").text_content()
+        r"\S+ \(red\) \+ \S+ \(green\) \+ \S+ \(blue\) \+ 0 \(bias\) = \S+",
+        page.locator("#pg-arith-sum").text_content(),
     )
     assert page.locator(".pg-kernel-block").count() == 3 and page.locator("canvas.pg-channel").count() == 3
     if look == "dark":

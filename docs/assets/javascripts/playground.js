@@ -249,8 +249,9 @@
         menu.addEventListener("change", () => {
           if (menu.value === "custom") return;
           state.presets[m][ch] = menu.value;
-          state.kernels[m][ch] = presetText(menu.value, ks);
-          buildKernels();
+          // fill the boxes in place, so that the menu keeps the keyboard focus
+          presetText(menu.value, ks).forEach((row, i) => row.forEach((t, j) => (grid[i][j] = t)));
+          gridEl.querySelectorAll("input").forEach((inp, k) => (inp.value = grid[Math.floor(k / ks)][k % ks]));
           render();
         });
         block.appendChild(gridEl);
@@ -264,7 +265,7 @@
     }
 
     function markInvalid() {
-      root.querySelectorAll(".pg-kernel input").forEach((inp) => {
+      root.querySelectorAll(".pg-kernel input, #pg-bias").forEach((inp) => {
         const bad = Number.isNaN(parseWeight(inp.value));
         inp.classList.toggle("pg-invalid", bad);
         inp.setAttribute("aria-invalid", String(bad));
@@ -283,7 +284,7 @@
 
     // -------------------------------------------------------------- the feature map and its arithmetic
 
-    let view = null; // what the last render computed: read by the event handlers and the tests
+    let view = null; // what the last render computed, for the event handlers
 
     function render() {
       const s = settings(), m = mode();
@@ -294,6 +295,7 @@
       if (!inRange(state.pick)) state.pick = strongest(out);
       if (!inRange(state.hover)) state.hover = null;
       view = { channels, kernels, out, ...s };
+      // the same for the tests and the curious: document.getElementById("pg-root").playground
       root.playground = { source: state.source, output: out, pick: { ...state.pick }, ...s };
       markInvalid();
       drawMain();
@@ -370,20 +372,20 @@
       const { r, c } = state.pick;
       const parts = terms(channels, kernels, r, c, stride, padding);
       const box = el("pg-arith");
-      box.textContent = "";
       box.dataset.value = String(out[r][c]);
       box.dataset.r = String(r);
       box.dataset.c = String(c);
       const first = parts[0][0], last = parts[0][parts[0].length - 1];
       const padded = parts[0].filter((t) => !t.inside).length;
-      const head = make("p", { class: "pg-arith-head" });
-      head.append(`Activation (${r}, ${c}) = `, make("strong", {}, fmt(out[r][c])));
+      const head = el("pg-arith-head"); // a live region: screen readers hear this line, not the tables
+      head.textContent = `Activation (${r}, ${c}) = `;
+      head.append(make("strong", {}, fmt(out[r][c])));
       head.append(
         `. Its window covers input rows ${first.y}–${last.y} and columns ${first.x}–${last.x}` +
           (padded ? `; ${padded} of its cells are padding and read 0.` : ".")
       );
-      box.appendChild(head);
-      const tables = make("div", { class: "pg-tables" });
+      const tables = el("pg-arith-tables");
+      tables.textContent = "";
       parts.forEach((list, ch) => {
         const name = channels.length === 3 ? CHANNELS[ch] : "";
         const table = make("table", { class: `pg-products${name ? " pg-" + name : ""}` });
@@ -405,9 +407,8 @@
         table.appendChild(foot);
         tables.appendChild(table);
       });
-      box.appendChild(tables);
       // grey: "the 9 products add up to 762."; colour: "s (red) + s (green) + s (blue) + b (bias) = total"
-      const total = make("p", { class: "pg-sum" });
+      const total = el("pg-arith-sum");
       if (channels.length === 3) {
         const sums = parts.map((list, ch) => `${fmt(sum(list))} (${CHANNELS[ch]})`);
         total.textContent = `${sums.join(" + ")} + ${fmt(bias)} (bias) = ${fmt(out[r][c])}`;
@@ -415,7 +416,6 @@
         const products = `the ${parts[0].length} products add up to ${fmt(sum(parts[0]))}`;
         total.textContent = bias ? `${products}, plus ${fmt(bias)} (bias): ${fmt(out[r][c])}.` : `${products}.`;
       }
-      box.appendChild(total);
     }
 
     // ------------------------------------------------------------------------------ receptive field
