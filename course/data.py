@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course.files import atomic_path
+
 __all__ = [
     "ENV_CACHE",
     "ENV_DATA",
@@ -269,18 +271,9 @@ def _read_png_tree_cached(root: Path) -> dict[str, np.ndarray]:
     verify_mnist_arrays(arrays, str(root))
     target = cache_dir() / "mnist.npz"
     if not target.exists():
-        _atomic_savez(target, arrays)
+        with atomic_path(target) as tmp:
+            np.savez_compressed(tmp, **arrays)
     return arrays
-
-
-def _atomic_savez(target: Path, arrays: dict[str, np.ndarray]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.stem}.partial-{os.getpid()}.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_mnist_sample(path: str | os.PathLike | None = None) -> MnistSample:

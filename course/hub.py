@@ -51,6 +51,8 @@ from pathlib import Path
 
 import yaml
 
+from course.files import atomic_write
+
 __all__ = [
     "HubLayout",
     "RosterError",
@@ -203,22 +205,14 @@ def _ensure_passwords(layout: HubLayout, roster: Roster) -> list[str]:
     for n, pw in new.items():
         salt = secrets.token_bytes(16)
         stored[n] = {"salt": salt.hex(), "hash": _hash(pw, salt)}
-    _write_private(layout.passwords, json.dumps(stored, indent=1, sort_keys=True))
+    atomic_write(layout.passwords, json.dumps(stored, indent=1, sort_keys=True), mode=0o600)
     rows = []
     if layout.new_passwords.is_file():
         rows = list(csv.reader(layout.new_passwords.read_text().splitlines()))[1:]
     rows = [r for r in rows if r and r[0] not in new] + [[n, roster.role(n), pw] for n, pw in new.items()]
     text = "user,role,password\n" + "".join(f"{u},{r},{p}\n" for u, r, p in rows)
-    _write_private(layout.new_passwords, text)
+    atomic_write(layout.new_passwords, text, mode=0o600)
     return sorted(new)
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
 
 
 # --- OS users -------------------------------------------------------------------------------------------------------

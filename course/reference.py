@@ -12,7 +12,7 @@ here re-implements them. Artifacts go to ``graders/reference/``:
   ``near_zero`` (layers, batches) and ``hist`` (layers, 40, batches) raw counts over [0, 10].
 
 The manifest also holds ``budgets``: short CPU runs that the hidden graders repeat with a student's own
-pieces (``probelib.fit``, one thread, as in the sandbox), with the reference implementation's accuracy at
+pieces (``course.training.fit``, one thread, as in the sandbox), with the reference implementation's accuracy at
 the same budget, so a grader compares against a stored number instead of retraining the reference for
 every submission.
 """
@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from course.files import file_sha256
+
 __all__ = [
     "BUDGETS",
     "RUNS",
-    "Budget",
+    "GraderRun",
     "Run",
     "load_references",
     "run_budget",
@@ -106,7 +108,7 @@ RUNS = (
 
 
 @dataclass(frozen=True)
-class Budget:
+class GraderRun:
     """A short run the graders repeat with a student's ``factory`` (from exercise ``exercise``) on CPU."""
 
     name: str
@@ -122,7 +124,7 @@ class Budget:
 
 
 BUDGETS = (
-    Budget(
+    GraderRun(
         "ex6_short_run",
         "ex6 grader: simple_cnn_bn, fit_one_cycle(2, 0.1), bs 256, first 12,288 training images, 2,000 test images",
         "ex6",
@@ -279,26 +281,26 @@ def _seed_spread(run: Run, refs, device, seed: int, accuracy: float, progress: b
     }
 
 
-def run_budget(budget: Budget, refs, seed: int) -> dict:
-    """The reference implementation at a grader budget: ``probelib.fit`` on CPU, one thread, as the sandbox runs it."""
+def run_budget(budget: GraderRun, refs, seed: int) -> dict:
+    """The reference implementation at a grader budget: ``training.fit`` on CPU, one thread, as the sandbox runs it."""
     import warnings
 
     import torch
 
     from course.data import load_mnist
-    from course.dataloaders import _stats
-    from course.grading import probelib
+    from course.dataloaders import pixel_stats
+    from course.training import fit
 
     m = load_mnist()
     (x, y), (x_test, y_test) = m.tensors("train"), m.tensors("test")
-    mean, std = _stats(x)
+    mean, std = pixel_stats(x)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fastai's notes, silenced as the graders silence them
-            res = probelib.fit(
+            res = fit(
                 getattr(refs[budget.exercise], budget.factory),
                 x[: budget.n_train],
                 y[: budget.n_train],
@@ -345,14 +347,6 @@ def _stats_arrays(cb) -> dict[str, np.ndarray]:
         [np.stack([np.asarray(layer["hist"], np.float32) for layer in b]) for b in batches], axis=-1
     )  # (layers, 40, batches)
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _data_hashes() -> dict[str, str]:
@@ -445,7 +439,7 @@ def train_reference(
             if progress:
                 print(f"  {budget.name:<18} accuracy {budgets[budget.name]['accuracy']:.4f}", flush=True)
         np.savez_compressed(tmp / "traces.npz", **traces)
-        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {
             "schema": SCHEMA,
             "seed": seed,
@@ -488,8 +482,8 @@ def verify_reference(path: str | os.PathLike = DEFAULT_OUT) -> list[str]:
         f = path / rel
         if not f.is_file():
             problems.append(f"{rel} is listed in the manifest but missing")
-        elif _sha256(f) != digest:
-            problems.append(f"{rel} has sha256 {_sha256(f)[:12]}…, the manifest says {digest[:12]}…")
+        elif file_sha256(f) != digest:
+            problems.append(f"{rel} has sha256 {file_sha256(f)[:12]}…, the manifest says {digest[:12]}…")
         elif f.suffix == ".pt":
             try:
                 torch.load(f, weights_only=True, map_location="cpu")

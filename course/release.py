@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 
+from course.files import atomic_path
 from course.notebooks import nbgrader_meta, read_notebook
 
 __all__ = [
@@ -121,10 +122,8 @@ def generate_release(root: str | os.PathLike, out: str | os.PathLike, assignment
                 for step in RELEASE_STEPS:
                     nb = step(nb, rel)
                 target = out / name / gen.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp_target = target.with_suffix(".ipynb.partial")
-                nbformat.write(nb, str(tmp_target))
-                os.replace(tmp_target, target)
+                with atomic_path(target) as tmp_target:
+                    nbformat.write(nb, str(tmp_target))
                 written.append(target)
             for extra in sorted(p for p in gen_dir.iterdir() if p.suffix != ".ipynb"):
                 dest = out / name / extra.name

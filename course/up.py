@@ -37,6 +37,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from course.files import atomic_write
+
 __all__ = ["ALREADY_RUNNING", "AlreadyRunning", "UpOptions", "UpPaths", "single_instance", "up"]
 
 ALREADY_RUNNING = 3
@@ -127,14 +129,6 @@ def _running_info(paths: UpPaths) -> dict:
     except (OSError, ValueError):
         info = {}
     return {**(info if isinstance(info, dict) and info.get("pid") == pid else {}), "pid": pid}
-
-
-def _write_private(path: Path, data: dict) -> None:
-    """Write JSON atomically, readable by this user only (the lab URL carries its token)."""
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def _port_free(port: int) -> bool:
@@ -279,7 +273,8 @@ def _serve(opts: UpOptions, paths: UpPaths, out: Callable[[str], None], t0: floa
                 if lab:
                     urls["lab"] = lab.wait_ready(opts.timeout)
                 signals.serving = True
-                _write_private(paths.info, {"pid": os.getpid(), **urls, "log": str(lab.log) if lab else None})
+                info = {"pid": os.getpid(), **urls, "log": str(lab.log) if lab else None}
+                atomic_write(paths.info, json.dumps(info, indent=1), mode=0o600)  # the lab URL carries its token
                 out(f"\nReady in {time.perf_counter() - t0:.1f} s.")
                 if lab:
                     out(f"JupyterLab: {urls['lab']}")
