@@ -18,7 +18,7 @@ from fastcore.basics import chunked
 
 from course.data import load_mnist, load_mnist_sample
 
-__all__ = ["TensorImageDataset", "TensorMnistDL", "mnist_dls", "png_dls"]
+__all__ = ["TensorImageDataset", "TensorMnistDL", "mnist_dls", "pixel_stats", "png_dls"]
 
 
 class TensorImageDataset:
@@ -51,7 +51,8 @@ class TensorMnistDL(TfmdDL):
             yield TensorImageBW(ds.x[idx]), TensorCategory(ds.y[idx])  # (bs, 1, 28, 28), (bs,)
 
 
-def _stats(x: torch.Tensor) -> tuple[float, float]:
+def pixel_stats(x: torch.Tensor) -> tuple[float, float]:
+    """Mean and std of uint8 images scaled to [0, 1] (0.1307 / 0.3081 for the MNIST training set)."""
     xf = x.float() / 255
     return xf.mean().item(), xf.std().item()
 
@@ -79,7 +80,7 @@ def mnist_dls(
     (xt, yt), (xv, yv) = data.tensors("train"), data.tensors(valid_split)
     after_batch = [IntToFloatTensor()]
     if normalize:
-        mean, std = _stats(xt)
+        mean, std = pixel_stats(xt)
         after_batch.append(Normalize.from_stats(mean, std, cuda=False))
     dls = []
     for x, y, train in ((xt, yt, True), (xv, yv, False)):

@@ -20,7 +20,7 @@ from .rules import RULES, violations, watched_ops
 __all__ = [
     "CheckFailed",
     "RuleBroken",
-    "Worker",
+    "SandboxedSubmission",
     "assert_close",
     "describe_args",
     "fail",
@@ -168,7 +168,7 @@ def explain_error(error: ErrorInfo, what: str, submission: Submission | None = N
     return text
 
 
-class Worker:
+class SandboxedSubmission:
     """The sandboxed submission as one task's checks see it: calls that return plain data or fail the check."""
 
     def __init__(

@@ -25,7 +25,7 @@ from course.grading import Limits, Sandbox
 from course.grading.submission import Submission, exercise_of, load_submission, source_notebook, tasks_of
 from course.notebooks import EXERCISES, read_notebook
 
-from .checks import CheckFailed, RuleBroken, Worker, fail
+from .checks import CheckFailed, RuleBroken, SandboxedSubmission, fail
 from .rules import names_used, tampering
 from .standins import needs_replay, standin_cell
 
@@ -111,13 +111,13 @@ class Grading:
             for t in [t for t in sessions if t != task]:
                 sessions.pop(t).close()
 
-    def worker(self, task: str) -> Worker:
+    def worker(self, task: str) -> SandboxedSubmission:
         """The worker for ``task``'s checks: the main one, advanced to just after the task's cell."""
         self._done_with_others(task)
         if self.sub.task(task).trains:
             if task not in self.fresh:
                 self.fresh[task] = self._session([self.imports] + self.sub.cells_before(task))
-            return Worker(self.fresh[task], self.sub, task, self.stopped, self.cell_errors)
+            return SandboxedSubmission(self.fresh[task], self.sub, task, self.stopped, self.cell_errors)
         if self.main is None:
             self.main = self.sandbox.session(self.main_cells, deadline=self.deadline)
             self.main.start(upto=1)
@@ -127,9 +127,9 @@ class Grading:
         names = [gid for gid, _ in self.main_cells]
         upto = names.index(task) + 1 if task in names else len([g for g, _ in self.sub.cells_before(task)]) + 1
         self.main.advance(upto)
-        return Worker(self.main, self.sub, task, self.stopped, self.cell_errors)
+        return SandboxedSubmission(self.main, self.sub, task, self.stopped, self.cell_errors)
 
-    def replay(self, task: str) -> Worker | None:
+    def replay(self, task: str) -> SandboxedSubmission | None:
         """A fresh worker with correct stand-ins for the earlier tasks' functions, or None when the task uses
         none of them."""
         earlier = [t.grade_id for t in self.sub.tasks[: self.sub.tasks.index(self.sub.task(task))]]
@@ -141,7 +141,7 @@ class Grading:
             before = [(gid, src) for gid, src in self.sub.cells_before(task) if ran.get(gid, True)]
             own = [] if trains else [(task, self.sub.cells[task])]
             self.replays[task] = self._session([self.imports, *before, ("standins", standin_cell(earlier)), *own])
-        return Worker(self.replays[task], self.sub, task)  # its notes stay out of the feedback
+        return SandboxedSubmission(self.replays[task], self.sub, task)  # its notes stay out of the feedback
 
     def close(self) -> dict:
         """Close every session; the isolation report of the main one (or of any that ran)."""
@@ -205,7 +205,7 @@ def _task_answer_present(request, submission):
 
 
 @pytest.fixture
-def worker(request, grading) -> Worker:
+def worker(request, grading) -> SandboxedSubmission:
     """The sandboxed submission for this check's task; fails the check when the task's cell did not run."""
     w = grading.worker(task_of(request.node))
     w.require()

@@ -18,12 +18,13 @@ import ast
 import math
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .rules import parse
 
-__all__ = ["Call", "Recipe", "Unknown", "is_cross_entropy", "read_recipe"]
+__all__ = ["Call", "Recipe", "Unknown", "is_cross_entropy", "learner_problem", "read_recipe"]
 
 TRAINING_METHODS = ("fit", "fit_one_cycle", "fine_tune", "fit_flat_cos", "fit_sgdr")
 #: calls that set up or run training: a cell must make them where they are read (see the module's docstring)
@@ -240,6 +241,32 @@ def read_recipe(source: str) -> Recipe:
             f"it trains {len(reader.fits)} times (learn.{', learn.'.join(f.short for f in reader.fits)}); train once"
         )
     return Recipe(reader.env.get("learn"), reader.fits, reader.env, reader.calls, problem)
+
+
+def learner_problem(recipe: Recipe, dls_ok: Callable[[Any], bool], dls_text: str, model: str) -> str | None:
+    """Why ``learn`` is not ``Learner(<dls>, <model>(), loss_func=F.cross_entropy, metrics=accuracy)`` with fastai's
+    defaults for everything else (None when it is). ``dls_ok`` judges the data argument, resolved through the cell's
+    own assignments; ``dls_text`` says what it should be."""
+    learn = recipe.learner
+    if not (isinstance(learn, Call) and learn.short == "Learner"):
+        return "it should create the Learner with `learn = Learner(...)`"
+    dls, net, loss = (learn.arg(LEARNER, k) for k in ("dls", "model", "loss_func"))
+    if isinstance(dls, Unknown) and isinstance(recipe.names.get(dls.text), Call):
+        dls = recipe.names[dls.text]
+    if not dls_ok(dls):
+        return f"the Learner's data should be {dls_text}"
+    if not (isinstance(net, Call) and net.short == model and not net.args and not net.kwargs):
+        return f"the Learner's model should be a fresh {model}()"
+    if not is_cross_entropy(loss):
+        return "the Learner's loss_func should be F.cross_entropy"
+    changed = learn.changed(LEARNER, LEARNER_DEFAULTS)
+    if changed:
+        return f"the Learner should train with fastai's defaults, but it is given {', '.join(changed)}"
+    metrics = learn.arg(LEARNER, "metrics")
+    metrics = metrics if isinstance(metrics, tuple) else (metrics,)
+    if len(metrics) != 1 or not mentions(metrics, "accuracy"):
+        return "the Learner's metrics should be accuracy (one metric: learn.validate() then gives (loss, accuracy))"
+    return None
 
 
 def _lambda(node: ast.Lambda) -> Any:

@@ -18,12 +18,10 @@ from .checks import assert_close, fail, load_into
 from .recipes import (
     FIT_ONE_CYCLE,
     LEARNER,
-    LEARNER_DEFAULTS,
     ONE_CYCLE_DEFAULTS,
     Call,
     Unknown,
-    is_cross_entropy,
-    mentions,
+    learner_problem,
     number,
     read_recipe,
 )
@@ -420,23 +418,10 @@ def _training_problem(source: str) -> str | None:
     recipe = read_recipe(source)
     if recipe.problem:
         return recipe.problem
+    problem = learner_problem(recipe, _is_sample_dls, "`dls`, the mnist_dls(64, sample=True) made above", "simple_cnn")
+    if problem:
+        return problem
     learn = recipe.learner
-    if not (isinstance(learn, Call) and learn.short == "Learner"):
-        return "it should create the Learner with `learn = Learner(...)`"
-    model, loss = learn.arg(LEARNER, "model"), learn.arg(LEARNER, "loss_func")
-    if not _is_sample_dls(learn.arg(LEARNER, "dls")):
-        return "the Learner's data should be `dls`, the mnist_dls(64, sample=True) made above"
-    if not (isinstance(model, Call) and model.short == "simple_cnn" and not model.args and not model.kwargs):
-        return "the Learner's model should be a fresh simple_cnn()"
-    if not is_cross_entropy(loss):
-        return "the Learner's loss_func should be F.cross_entropy"
-    changed = learn.changed(LEARNER, LEARNER_DEFAULTS)
-    if changed:
-        return f"the Learner should train with fastai's defaults, but it is given {', '.join(changed)}"
-    metrics = learn.arg(LEARNER, "metrics")
-    metrics = metrics if isinstance(metrics, tuple) else (metrics,)
-    if len(metrics) != 1 or not mentions(metrics, "accuracy"):
-        return "the Learner's metrics should be accuracy (one metric: learn.validate() then gives (loss, accuracy))"
     if not recipe.fits:
         return "it should train with learn.fit_one_cycle(2, 0.01); found no training call"
     fit = recipe.fits[-1]

@@ -464,7 +464,7 @@ def trusted_training_outputs(state: dict, x, y, epochs: int, bs: int, n_valid: i
 
     from fastai.callback.core import Callback
 
-    from course.grading import probelib
+    from course import training
 
     torch.manual_seed(0)
     model = build_local(FIT_MODEL)
@@ -495,7 +495,7 @@ def trusted_training_outputs(state: dict, x, y, epochs: int, bs: int, n_valid: i
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            probelib.fit(model, x, y, epochs=epochs, lr=0.01, bs=bs, schedule="fit", cbs=[cap], n_valid=n_valid)
+            training.fit(model, x, y, epochs=epochs, lr=0.01, bs=bs, schedule="fit", cbs=[cap], n_valid=n_valid)
     finally:
         torch.set_num_threads(threads)
     return cap.rows

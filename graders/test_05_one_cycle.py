@@ -78,10 +78,10 @@ def mnist_subset(n_train: int):
 
 
 def trusted_fit(schedule: str, plan=None, **kwargs) -> dict:
-    """probelib's ``fit`` in this process: fastai's own ``fit_one_cycle``, or a fixed per-batch plan of hypers."""
+    """``course.training.fit`` in this process: fastai's own ``fit_one_cycle``, or a fixed per-batch plan of hypers."""
     from fastai.callback.core import Callback
 
-    from course.grading import probelib
+    from course import training
 
     cbs = []
     if plan is not None:
@@ -99,7 +99,7 @@ def trusted_fit(schedule: str, plan=None, **kwargs) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fastai's attribute-shadowing notes, tensor-to-float notes
-            return probelib.fit(probelib.sequential(LINEAR, seed=0), schedule=schedule, cbs=cbs, **kwargs)
+            return training.fit(training.sequential(LINEAR, seed=0), schedule=schedule, cbs=cbs, **kwargs)
     finally:
         torch.set_num_threads(threads)
 

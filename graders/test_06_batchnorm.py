@@ -35,13 +35,10 @@ from .recipes import (
     FIT_DEFAULTS,
     FIT_ONE_CYCLE,
     LEARNER,
-    LEARNER_DEFAULTS,
     ONE_CYCLE_DEFAULTS,
     SCHEDULER_DEFAULTS,
     Call,
-    Unknown,
-    is_cross_entropy,
-    mentions,
+    learner_problem,
     number,
     read_recipe,
 )
@@ -84,12 +81,12 @@ def reply(res, what: str) -> dict:
 def mnist():
     """Training images and labels, test images (sent to the worker) and test labels (kept here), pixel mean/std."""
     from course.data import load_mnist
+    from course.dataloaders import pixel_stats
 
     m = load_mnist()
     x, y = m.tensors("train")
     x_test, y_test = m.tensors("test")
-    xf = x.float() / 255
-    return x, y, x_test, y_test, xf.mean().item(), xf.std().item()  # mean/std as mnist_dls normalizes
+    return x, y, x_test, y_test, *pixel_stats(x)  # mean/std as mnist_dls normalizes
 
 
 def single_threaded(fn, *args, **kwargs):
@@ -124,7 +121,7 @@ def reference_state(manifest) -> dict:
 
 
 def flat_layers(bn) -> list:
-    """The final CNN as one flat layer list for probelib's ``sequential`` (Conv2d, BN, ReLU, ..., Flatten)."""
+    """The final CNN as one flat layer list for ``course.training.sequential`` (Conv2d, BN, ReLU, ..., Flatten)."""
     layers = []
     for ni, nf, ks, act in WIDTHS:
         layers += [["Conv2d", ni, nf, ks, {"stride": 2, "padding": ks // 2}], [bn, nf]] + ([["ReLU"]] if act else [])
@@ -164,30 +161,19 @@ def _schedulers(v) -> list[Call]:
     return [c for c in items if isinstance(c, Call) and c.short == "OneCycleScheduler"]
 
 
+def _is_dls_512(v) -> bool:
+    return isinstance(v, Call) and v.short == "mnist_dls" and number(v.arg(("bs", "sample"), "bs", 64)) == 512
+
+
 def final_problem(source: str) -> str | None:
     """Why the final cell does not train the chapter's final recipe (None when it does), read from its text."""
     recipe = read_recipe(source)
     if recipe.problem:
         return recipe.problem
+    problem = learner_problem(recipe, _is_dls_512, "mnist_dls(512)", "simple_cnn_bn")
+    if problem:
+        return problem
     learn = recipe.learner
-    if not (isinstance(learn, Call) and learn.short == "Learner"):
-        return "no `learn = Learner(...)` was found"
-    dls, model, loss = (learn.arg(LEARNER, k) for k in ("dls", "model", "loss_func"))
-    if isinstance(dls, Unknown) and dls.text in recipe.names:
-        dls = recipe.names[dls.text]
-    if not (isinstance(dls, Call) and dls.short == "mnist_dls" and number(dls.arg(("bs", "sample"), "bs", 64)) == 512):
-        return "its DataLoaders should be mnist_dls(512)"
-    if not (isinstance(model, Call) and model.short == "simple_cnn_bn"):
-        return "its model should be a fresh simple_cnn_bn()"
-    if not is_cross_entropy(loss):
-        return "its loss_func should be F.cross_entropy"
-    changed = learn.changed(LEARNER, LEARNER_DEFAULTS)
-    if changed:
-        return f"its Learner should train with fastai's defaults, but it is given {', '.join(changed)}"
-    metrics = learn.arg(LEARNER, "metrics")
-    metrics = metrics if isinstance(metrics, tuple) else (metrics,)
-    if len(metrics) != 1 or not mentions(metrics, "accuracy"):
-        return "its metrics should be accuracy (one metric: learn.validate() then gives (loss, accuracy))"
     seed, dls_made = recipe.first("set_seed"), recipe.first("mnist_dls")
     if seed is None or dls_made is None or seed > dls_made:
         return "it should call set_seed(42, reproducible=True) first, before creating the DataLoaders"
@@ -265,9 +251,9 @@ def test_final_recipe_short_run_reaches_the_reference(worker, manifest):
         what=what,
     )
     model = load_into(trusted_cnn_bn(), res.get("state") if isinstance(res, dict) else None, what)
-    from course.grading import probelib
+    from course import training
 
-    got = accuracy(single_threaded(probelib.predict, model, x_test[: s["n_test"]], mean=mean, std=std),
+    got = accuracy(single_threaded(training.predict, model, x_test[: s["n_test"]], mean=mean, std=std),
                    y_test[: s["n_test"]])  # fmt: skip
     want = float(s["accuracy"])
     if not got >= want - ACCURACY_TOLERANCE:
@@ -498,7 +484,7 @@ def test_batchnorm_evaluation_matches_torch(worker, nf, eps, momentum, seed):
 @pytest.mark.task("ex6_batchnorm")
 def test_batchnorm_in_the_reference_network(worker, manifest):
     """Conv2d + your BatchNorm2d + ReLU with the final model's reference weights predicts like the reference network."""
-    from course.grading import probelib
+    from course import training
 
     state = reference_state(manifest)
     x, y, x_test, y_test, mean, std = mnist()
@@ -523,7 +509,7 @@ def test_batchnorm_in_the_reference_network(worker, manifest):
     )
     ref_model = trusted_cnn_bn()  # nn.BatchNorm2d in eval mode: what the reference's BatchNorm2d computes
     ref_model.load_state_dict(state)
-    want = single_threaded(probelib.predict, ref_model, xs, mean=mean, std=std)
+    want = single_threaded(training.predict, ref_model, xs, mean=mean, std=std)
     what = (
         f"the final CNN with your BatchNorm2d and the reference weights (eval mode, running statistics) on 1000 "
         f"test images (accuracy {accuracy(got, ys):.2%}, reference {accuracy(want, ys):.2%}): outputs"
@@ -642,11 +628,11 @@ def test_simple_cnn_bn_with_reference_weights(worker, manifest):
     worker.load_state(model, state, "simple_cnn_bn() with the final model's weights")
     what = "simple_cnn_bn() loaded with the final model's weights, in eval mode, on 1000 test images"
     got = worker.helper("predict", model, xs, mean=mean, std=std, what=what)
-    from course.grading import probelib
+    from course import training
 
     oracle = trusted_cnn_bn()
     oracle.load_state_dict(state)
-    want = single_threaded(probelib.predict, oracle, xs, mean=mean, std=std)
+    want = single_threaded(training.predict, oracle, xs, mean=mean, std=std)
     assert_close(got, want, f"{what}: outputs", rtol=1e-4, atol=1e-4,
                  oracle="the chapter's network built from torch.nn with the same weights")  # fmt: skip
 
