@@ -121,8 +121,9 @@ def execute_notebook(
 ) -> ExecutedNotebook:
     """Run a notebook top to bottom in a fresh kernel (cwd = its folder), going on after errors.
 
-    ``timeout`` is per cell, in seconds. Never raises for errors inside the notebook: they are recorded
-    per cell, and a dead kernel or timeout is recorded in ``fatal``.
+    ``timeout`` is per cell, in seconds; ``env`` adds variables to the kernel's environment (this process's
+    stays as it is). Never raises for errors inside the notebook: they are recorded per cell, and a dead
+    kernel or timeout is recorded in ``fatal``.
     """
     from nbclient import NotebookClient
 
@@ -134,10 +135,9 @@ def execute_notebook(
         nb, timeout=timeout, kernel_name=name, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     )
     t_start = time.perf_counter()
-    old_env = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
+    kernel_env = {**os.environ, **env} if env else None  # None: the kernel inherits this process's environment
     try:
-        with client.setup_kernel(stderr=subprocess.DEVNULL):  # kernel process logs, not cell output
+        with client.setup_kernel(stderr=subprocess.DEVNULL, env=kernel_env):  # kernel logs, not cell output
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -146,12 +146,6 @@ def execute_notebook(
                 result.outcomes[i] = _outcome(i, cell, time.perf_counter() - t0)
     except Exception as exc:  # kernel death, cell timeout, broken kernelspec: the run breaks off here
         result.fatal = f"{type(exc).__name__}: {_first_line(str(exc))}"
-    finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     result.seconds = time.perf_counter() - t_start
     return result
 
