@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from grading_cases.hostile import CANARY, HOSTILE
+from grading_cases.hostile import CANARY, GRADER_FILE, HOSTILE, REFERENCE_FILE
 
 from course.grading.grade import _run_graders, discover, grade_all
 from course.grading.submission import load_submission
@@ -167,11 +167,14 @@ def test_hostile_submission_gets_exactly_its_scores(graded, case):
 def test_hostile_code_changed_nothing_outside_the_sandbox(graded):
     by, *_ = graded
     assert not CANARY.exists()
-    secret = (ROOT / "graders" / "test_02_strides_padding.py").read_text()[:300]
+    # read_graders and read_reference raise what they read; read_visible_file shows that such text does reach
+    # the feedback, so these checks would catch a read that worked
+    secret = GRADER_FILE.read_text()[:300]
+    weights = repr(REFERENCE_FILE.read_bytes()[:64])
+    assert weights.startswith("b'PK\\x03\\x04")
     for r in by.values():
         for t in r["tests"]:
-            assert secret not in t["output"]
-            assert '"format"' not in t["output"] and "PK\\x03" not in t["output"]  # no reference file's bytes
+            assert secret not in t["output"] and weights[2:40] not in t["output"]
     ran = {r["extra"]["isolation"] for r in by.values() if not r["extra"]["error"]}
     assert ran == {"bwrap", "not run"}  # "not run": a notebook whose every task was refused before running
 
@@ -227,7 +230,7 @@ def test_grades_csv_and_rerun_is_identical(graded):
     again = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=8)
     assert len(again) == len(by)
     assert {p: p.read_bytes() for p in out.rglob("results.json")} == before  # regraded one, identical bytes
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial*"))
 
 
 # --- a batch no grader or signal can break ---------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def test_sigterm_stops_the_whole_batch(tmp_path):
         time.sleep(0.2)
     assert not _sandbox_workers() - before, "sandboxes outlived the stopped batch"
     assert not _temp_folders() - temps, "temporary folders outlived the stopped batch"
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial*"))
     for result in out.rglob("results.json"):  # whatever finished before the signal is complete
         assert not json.loads(result.read_text())["extra"]["error"]
 

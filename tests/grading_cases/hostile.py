@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = ROOT / "graders" / "canary-must-stay-absent.txt"
+#: files the sandbox must hide; tests check they exist here, so the attacks that read them could succeed outside it
+GRADER_FILE = ROOT / "graders" / "test_02_strides_padding.py"
+REFERENCE_FILE = ROOT / "graders" / "reference" / "weights" / "r6_final.pt"
 NB1, NB2, NB3, NB4, NB5, NB6 = (
     "01_kernels",
     "02_strides_padding",
@@ -71,14 +74,20 @@ HOSTILE: dict[str, Hostile] = {
     "exit": rf("raise SystemExit(3)\n", says="SystemExit"),
     "os_exit": rf("import os\nos._exit(3)\n", says=ALLOWED),
     "huge_output": rf("for _ in range(200):\n    print('x' * 1_000_000)\n"),
-    "read_graders": rf(
-        f"SECRET = open({str(ROOT / 'graders' / 'test_02_strides_padding.py')!r}).read()\n"
+    "read_graders": rf(  # had the read worked, the grader's source would be in this task's feedback
+        f"SECRET = open({str(GRADER_FILE)!r}).read()\n"
         "def receptive_field(layers):\n    raise RuntimeError(SECRET[:300])\n",
         says="FileNotFoundError",
     ),
-    "read_reference": rf(
-        f"SECRET = open({str(ROOT / 'graders' / 'reference' / 'r6_final.pt')!r}, 'rb').read()\n",
+    "read_reference": rf(  # the same for the reference weights' first bytes (a zip: b'PK\\x03\\x04...')
+        f"SECRET = open({str(REFERENCE_FILE)!r}, 'rb').read()\n"
+        "def receptive_field(layers):\n    raise RuntimeError(repr(SECRET[:64]))\n",
         says="FileNotFoundError",
+    ),
+    "read_visible_file": rf(  # control: a file the sandbox does show reaches the feedback the same way
+        "import torch\nSECRET = open(torch.__file__).read()\n"
+        "def receptive_field(layers):\n    raise RuntimeError(SECRET[:300])\n",
+        says="The torch package contains data structures",
     ),
     "write_outside": rf(f"open({str(CANARY)!r}, 'w').write('pwned')\n"),
     "network": rf("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)\n", says=ALLOWED),
