@@ -39,7 +39,18 @@
     for (let r = 0; r < hOut; r++) {
       const row = [];
       for (let c = 0; c < wOut; c++) {
-        row.push(terms(channels, kernels, r, c, stride, padding).reduce((s, list) => s + sum(list), bias));
+        let total = bias; // the same sum as terms() spells out, without building its list
+        channels.forEach((img, ch) => {
+          for (let i = 0; i < ks; i++) {
+            const y = r * stride - padding + i;
+            if (y < 0 || y >= img.length) continue;
+            for (let j = 0; j < ks; j++) {
+              const x = c * stride - padding + j;
+              if (x >= 0 && x < img[0].length) total += kernels[ch][i][j] * img[y][x];
+            }
+          }
+        });
+        row.push(total);
       }
       out.push(row);
     }
@@ -84,8 +95,8 @@
   const COLOUR_PRESETS = ["top", "left", "blur"];
 
   function presetText(name, ks) {
-    const m = (ks - 1) / 2, make = PRESETS[name][1];
-    return [...Array(ks)].map((_, i) => [...Array(ks)].map((_, j) => String(make(i, j, m))));
+    const m = (ks - 1) / 2, weight = PRESETS[name][1];
+    return [...Array(ks)].map((_, i) => [...Array(ks)].map((_, j) => String(weight(i, j, m))));
   }
 
   /** A kernel's text grid at another size: centred, padded with zeros or cropped. */
@@ -97,26 +108,30 @@
   // ---------------------------------------------------------------------------------------- drawing
 
   const HIGHLIGHT = "#e53935";
-  const PADDING_COLOUR = "#b0bec5";
+  const PADDING_COLOUR = [176, 190, 197]; // blue-grey
 
-  /** Fill a canvas with rows×cols cells of `cell` pixels; colourAt(y, x) gives each cell's CSS colour. */
+  /** Fill a canvas with rows×cols cells of `cell` pixels; colourAt(y, x) gives a cell's [r, g, b].
+   *  One pixel per cell first, then scaled up without smoothing: much faster than a rectangle per cell. */
   function paint(canvas, rows, cols, cell, colourAt) {
+    const pixels = new ImageData(cols, rows);
+    for (let y = 0; y < rows; y++) {
+      for (let x = 0; x < cols; x++) {
+        pixels.data.set([...colourAt(y, x), 255], 4 * (y * cols + x));
+      }
+    }
+    const small = document.createElement("canvas");
+    small.width = cols;
+    small.height = rows;
+    small.getContext("2d").putImageData(pixels, 0, 0);
     canvas.width = cols * cell;
     canvas.height = rows * cell;
     const ctx = canvas.getContext("2d");
-    for (let y = 0; y < rows; y++) {
-      for (let x = 0; x < cols; x++) {
-        ctx.fillStyle = colourAt(y, x);
-        ctx.fillRect(x * cell, y * cell, cell, cell);
-      }
-    }
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
     return ctx;
   }
 
-  const grey = (t) => {
-    const g = Math.round(255 * Math.min(1, Math.max(0, t)));
-    return `rgb(${g},${g},${g})`;
-  };
+  const grey = (t) => Array(3).fill(Math.round(255 * Math.min(1, Math.max(0, t))));
 
   /** Negative dark, zero mid-grey, positive light (as the chapter's feature-map figures). */
   function paintSigned(canvas, a, cell) {
@@ -302,7 +317,9 @@
       showFormula();
       showHover();
       showArithmetic();
-      trace();
+      // the tracer depends on the digit, the grey kernel, ks and the scale only
+      const traceKey = JSON.stringify([state.digit, state.kernels.grey, s.ks, s.scale]);
+      if (traceKey !== traced) trace();
     }
 
     function drawMain() {
@@ -320,15 +337,15 @@
         if (at(channels[0], y, x) === null) return PADDING_COLOUR;
         if (!colour) return grey(1 - at(channels[0], y, x) / 255);
         const [R, G, B] = channels.map((img) => Math.round(at(img, y, x)));
-        return `rgb(${R},${G},${B})`;
+        return [R, G, B];
       });
       mark(ctx, 8, ...win);
       root.querySelectorAll("canvas.pg-channel").forEach((canvas) => {
         const ch = +canvas.dataset.channel;
-        const tint = (v) => CHANNELS.map((_, k) => (k === ch ? Math.round(v) : 0)).join(",");
+        const tint = (v) => CHANNELS.map((_, k) => (k === ch ? Math.round(v) : 0));
         const cctx = paint(canvas, h + 2 * padding, w + 2 * padding, 3, (y, x) => {
           const v = at(channels[ch], y, x);
-          return v === null ? PADDING_COLOUR : `rgb(${tint(v)})`;
+          return v === null ? PADDING_COLOUR : tint(v);
         });
         mark(cctx, 3, ...win, false, "#fff"); // red would vanish on the red channel
       });
@@ -420,7 +437,8 @@
 
     // ------------------------------------------------------------------------------ receptive field
 
-    let rf = null;
+    let rf = null; // the tracer's layers
+    let traced = ""; // what they were computed from
 
     function trace() {
       const { ks, scale } = view;
@@ -430,6 +448,7 @@
       const l1 = relu(conv2d([img], [k], 0, stride, padding));
       const l2 = relu(conv2d([l1], [k], 0, stride, padding));
       rf = { l1, l2 };
+      traced = JSON.stringify([state.digit, state.kernels.grey, ks, scale]);
       const sizes = [img.length, l1.length, l2.length];
       const cells = sizes.map((n) => Math.floor(168 / n));
       const ink = (a, m) => (y, x) => grey(1 - a[y][x] / m);
