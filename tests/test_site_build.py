@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,6 +37,7 @@ INERT_IN_THIRD_PARTY_JS = {
     "www.mozilla.org": "lunr language packs: licence comments",
     "lunrjs.com": "lunr: source comment",
     "bit.ly": "Material search worker: source comment",
+    "cdn.plyr.io": "glightbox's video player, loaded only for a video slide (every slide on this site is an image)",
     "chasen.org": "lunr Japanese segmenter: licence comment",
     "developer.mozilla.org": "lunr word-cut: source comment",
     "docs.python.org": "lunr word-cut: source comment",
@@ -220,3 +222,70 @@ def test_exercise_pages_have_every_task_anchor(built):
         page = (built.site_dir / ex.page.replace(".md", ".html")).read_text()
         for task_id, _, _ in ex.tasks:
             assert f'id="{task_id}"' in page, (ex.page, task_id)
+
+
+def _text(html: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_figures_open_in_the_lightbox(built):
+    site = built.site_dir
+    assert (site / "assets/javascripts/glightbox.min.js").is_file()
+    assert (site / "assets/stylesheets/glightbox.min.css").is_file()
+    n_figures = 0
+    for html in site.rglob("*.html"):
+        text = html.read_text()
+        for figure in re.findall(r'<figure class="course-figure".*?</figure>', text, flags=re.S):
+            link = re.search(r'<a class="glightbox"[^>]*href="([^"]+)"[^>]*><img src="([^"]+)"', figure)
+            assert link and link.group(1) == link.group(2), (html.name, figure[:200])
+            n_figures += 1
+        if "course-figure" in text:
+            assert "GLightbox(" in text and "glightbox.min.js" in text, html.name
+    assert n_figures >= len(figures.FIGURES) - 1
+
+
+def test_every_table_scrolls_sideways_in_its_own_box(built):
+    for html in built.site_dir.rglob("*.html"):
+        text = html.read_text()
+        tables = text.count("<table")
+        assert text.count('<div class="course-table-scroll" tabindex="0"') == tables, html.name
+    css = (built.site_dir / "assets/stylesheets/course.css").read_text()
+    assert re.search(r"\.course-table-scroll \{[^}]*overflow-x: auto", css)
+
+
+def test_the_404_page_works_under_any_sub_path(built):
+    page = (built.site_dir / "404.html").read_text()
+    refs = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert refs and not [r for r in refs if r.startswith("/")], "root-absolute links break under a sub-path"
+    assert '"base": "."' in page
+    for ref in refs:
+        if not ref.startswith(("#", "data:", "http")):
+            assert (built.site_dir / ref.split("#")[0]).exists(), ref
+
+
+def test_chapter_pages_show_their_code(built):
+    for md in sorted((ROOT / "docs" / "chapter").glob("[0-9][0-9]-*.md")):
+        page = (built.site_dir / "chapter" / md.name.replace(".md", ".html")).read_text()
+        fences = re.findall(r"^```(?:python|\{\.python[^}]*\})$", md.read_text(), flags=re.M)
+        assert fences, md.name
+        assert page.count('<div class="highlight"><pre>') >= len(fences), md.name
+        assert "continuation" not in _text(page), f"{md.name}: a fence option leaked into the page"
+
+
+def test_exercise_pages_carry_the_notebooks_paragraphs(built):
+    from course.site import exercises
+
+    for ex in exercises.EXERCISES.values():
+        info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
+        page = (built.site_dir / ex.page.replace(".md", ".html")).read_text()
+        for task in info.tasks:
+            section = page.split(f'id="{task.task_id}"', 1)[1]
+            assert "You implement" not in _text(section)[:300], task.task_id  # the contract's fallback line
+            words = re.sub(r"[`*]", "", task.statement.split("\n\n")[0]).split()[:6]
+            words = list(itertools.takewhile(lambda w: "$" not in w and "\\" not in w, words))  # text before math
+            assert "".join(words) in "".join(_text(section).split())[:2000], (task.task_id, words)
+    ex6 = _text((built.site_dir / "exercises" / "06_batchnorm.html").read_text())
+    assert "It takes about 15 to 30 s on a laptop CPU." in ex6 and "few minutes" not in ex6
+    index = (built.site_dir / "exercises" / "index.html").read_text()
+    assert 'id="how-to-submit"' in index and "Assignment List" in index

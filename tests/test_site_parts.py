@@ -33,6 +33,7 @@ def write_reference(root: Path, n_batches: int = 12, n_layers: int = 5, broken: 
         )
     lrs, moms = runs.fastai_one_cycle(117, 0.06)
     np.savez_compressed(root / "traces.npz", **{"r4_one_cycle.lr": np.array(lrs), "r4_one_cycle.mom": np.array(moms)})
+    write_first_layer(root / figures.FIRST_LAYER_RUN)
     table = [{"epoch": 0, "train_loss": 0.2, "valid_loss": 0.1, "accuracy": 0.9751, "seconds": 3.0}]
     manifest = {
         "schema": 1,
@@ -45,6 +46,17 @@ def write_reference(root: Path, n_batches: int = 12, n_layers: int = 5, broken: 
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def write_first_layer(path: Path) -> dict:
+    """The first two tensors of a trained model's state dict, as `course reference train` saves it."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    state = {"0.0.weight": torch.randn(8, 1, 5, 5, generator=gen), "0.0.bias": torch.randn(8, generator=gen)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
 
 
 @pytest.fixture()
@@ -283,3 +295,111 @@ def test_committed_notebooks_agree_with_their_headings(ex):
     info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
     assert info.problems == ()
     assert info.total > 0
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+
+def test_learned_kernels_figure_shows_the_first_layer_and_its_outputs(reference, mnist):
+    import torch
+
+    state = torch.load(reference / figures.FIRST_LAYER_RUN, weights_only=True)
+    fig = figures.FIGURES["learned_kernels"].draw(figures.Sources(ROOT))
+    axes = np.array(fig.axes).reshape(2, 9)
+    for j in range(8):
+        (kernel,) = axes[0, j + 1].get_images()
+        np.testing.assert_allclose(kernel.get_array(), state["0.0.weight"][j, 0].double().numpy())
+        (output,) = axes[1, j + 1].get_images()
+        assert output.get_array().shape == (14, 14)  # stride 2, padding 2: the layer's real output
+    train = mnist.x_train / 255
+    image = (mnist.x_train[figures.DIGIT_THREE] / 255 - train.mean()) / train.std()
+    want = figures.feature_map(image, state["0.0.weight"][3, 0].double().numpy(), 2, 2) + float(state["0.0.bias"][3])
+    np.testing.assert_allclose(axes[1, 4].get_images()[0].get_array(), want)
+    assert figures.FIGURES["learned_kernels"].needs == ("mnist", "ref:weights/r6_final.pt")
+
+
+def test_colour_channels_caption_says_what_the_figure_shows():
+    """A channel at full strength is drawn light, and the caption says so (it once said the opposite)."""
+    from matplotlib.colors import to_rgba_array
+
+    from course.site import diagrams
+
+    photo = np.zeros((6, 8, 3), np.uint8)
+    photo[:, :4] = 255  # left half: every channel at full strength; right half: every channel off
+    fig = diagrams.bear_channels(photo)
+    for ax in fig.axes[1:]:
+        (image,) = ax.get_images()
+        rgba = image.to_rgba(image.get_array())  # (H, W, 4)
+        strong, weak = rgba[:, :4, :3].mean(), rgba[:, 4:, :3].mean()
+        assert strong > 0.9 > weak, (ax.get_title(), strong, weak)
+    caption = figures.FIGURES["bear_channels"].caption
+    assert "light where the channel is strong" in caption and "dark" not in caption
+    assert to_rgba_array("white").shape == (1, 4)
+
+
+def test_tables_are_wrapped_in_a_sideways_scrolling_box():
+    html = "<p>a</p><table>\n<tr><td>1</td></tr></table><p>b</p><table class='x'><tr><td>2</td></tr></table>"
+    out = hooks.wrap_tables(html)
+    assert out.count('<div class="course-table-scroll" tabindex="0"') == 2
+    assert out.count("</table></div>") == 2 and out.startswith("<p>a</p>") and "</table></div><p>b</p>" in out
+    assert hooks.wrap_tables("<p>no table</p>") == "<p>no table</p>"
+
+
+def test_the_404_page_links_relative_to_the_site_root():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(extra_css=["assets/stylesheets/course.css"], extra_javascript=["assets/javascripts/x.js"])
+    context = {"base_url": "/course/", "extra_css": ["/course/assets/stylesheets/course.css"]}
+    out = hooks.on_template_context(dict(context), "404.html", config)
+    assert out["base_url"] == "."
+    assert out["extra_css"] == ["./assets/stylesheets/course.css"]
+    assert out["extra_javascript"] == ["./assets/javascripts/x.js"]
+    assert hooks.on_template_context(dict(context), "sitemap.xml", config) == context
+
+
+def test_exercise_pages_show_the_notebooks_own_text_for_each_task(tmp_path):
+    ex = exercises.EXERCISES["ex2"]
+    path = write_notebook(tmp_path / "nb.ipynb")
+    nb = json.loads(path.read_text())
+    # task 2.1: a second paragraph, an example code cell and a heading of its own before the answer cell
+    nb["cells"][1]["source"] = "## Exercise 2.1 — Output size (1 point)\n\nWrite `conv_output_size`.\n\n### Hint"
+    nb["cells"][2:2] = [nb_cell("code", "print(1 + 1)"), nb_cell("markdown", "More text.\n\n```text\n# kept\n```")]
+    path.write_text(json.dumps(nb))
+    info = exercises.read_notebook_info(path, ex)
+    first = info.tasks[0].statement
+    want = "Write `conv_output_size`.\n\n##### Hint\n\n```python\nprint(1 + 1)\n```\n\n"
+    want += "More text.\n\n```text\n# kept\n```"
+    assert first == want  # the notebook's "###" sits under the page's "###" task heading, code fences untouched
+    md = exercises.render_exercise(ex, info, "solutions/02_strides_padding/02_strides_padding.ipynb")
+    assert "### 2.1 Output size (1 point) {#ex2_output_size}\n\nWrite `conv_output_size`." in md
+    assert md.count("Text.") == 4 and "You implement" not in md  # tasks 2.2-2.5 keep their notebook text
+    assert "print(1 + 1)" in md and "def f()" not in md  # examples are shown, answer cells never
+
+
+@pytest.mark.parametrize("ex", PRESENT, ids=lambda e: e.id)
+def test_every_committed_task_has_a_statement_students_already_see(ex):
+    """Each task's page text is a real paragraph, and every line of it is in the student release too."""
+    from course.notebooks import read_notebook
+
+    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
+    release = ROOT / "exercises" / ex.slug / f"{ex.slug}.ipynb"
+    released = "\n".join(c.source for c in read_notebook(release).cells)
+    for task in info.tasks:
+        assert len(task.statement) > 80 and "." in task.statement, (task.task_id, task.statement)
+        lines = [line.lstrip("#").strip() for line in task.statement.splitlines()]
+        missing = [line for line in lines if line and not line.startswith("```") and line not in released]
+        assert not missing, (task.task_id, missing)
+
+
+def test_exercise_6_page_and_notebook_agree_on_the_training_time():
+    """The page's only claim about the final run's time is the notebook's own sentence."""
+    import re
+
+    ex = exercises.EXERCISES["ex6"]
+    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
+    final = next(t for t in info.tasks if t.task_id == "ex6_final")
+    claim = re.search(r"[^.]*\b\d+ to \d+ s\b[^.]*\.", final.statement.replace("\n", " "))
+    assert claim, "the notebook states how long the final training takes"
+    page = (ROOT / "docs" / "exercises" / "06_batchnorm.md").read_text()
+    assert "minute" not in page and not re.search(r"\d+ s\b", page), "time claims come from the notebook"
+    assert "<!-- exercise: ex6 -->" in page

@@ -28,7 +28,14 @@ __all__ = ["STAMP", "BuildResult", "build_if_stale", "build_site", "repo_root", 
 
 STAMP = ".course-build.json"
 #: Python distributions whose version changes the built pages
-SITE_TOOLS = ("mkdocs", "mkdocs-material", "mkdocs-quiz", "mkdocs-htmlproofer-plugin", "pymdown-extensions")
+SITE_TOOLS = (
+    "mkdocs",
+    "mkdocs-material",
+    "mkdocs-quiz",
+    "mkdocs-htmlproofer-plugin",
+    "mkdocs-glightbox",
+    "pymdown-extensions",
+)
 
 _BUILD = """
 import logging, sys

@@ -17,6 +17,7 @@ __all__ = [
     "digit_windows",
     "edge_maps",
     "kernel_one_location",
+    "learned_kernels",
     "padding_stride",
     "receptive_field_figure",
 ]
@@ -278,6 +279,28 @@ def receptive_field_figure(three: np.ndarray, kernel: np.ndarray, conv2d):
             Rectangle((lo - 0.5, lo - 0.5), hi - lo + 1, hi - lo + 1, fill=False, edgecolor=RED, linewidth=2.5)
         )
         ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def learned_kernels(image: np.ndarray, weight: np.ndarray, bias: np.ndarray, conv2d, stride: int, padding: int):
+    """A trained first layer: each kernel (red positive, blue negative) above its output on one image."""
+    plt = _plt()
+    k = len(weight)
+    fig, axs = plt.subplots(2, k + 1, figsize=(1.45 * (k + 1), 3.2), layout="constrained")
+    axs[0, 0].imshow(image, cmap="Greys")
+    axs[0, 0].set_title("input", fontsize=9)
+    axs[1, 0].axis("off")
+    lim = np.abs(weight).max()
+    for j in range(k):
+        axs[0, j + 1].imshow(weight[j], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axs[0, j + 1].set_title(f"kernel {j}", fontsize=9)
+        fmap = conv2d(image, weight[j], stride, padding) + bias[j]  # (H_out, W_out)
+        m = np.abs(fmap).max() or 1
+        axs[1, j + 1].imshow(fmap, cmap="gray", vmin=-m, vmax=m)
+        axs[1, j + 1].set_title(f"{fmap.shape[0]}×{fmap.shape[1]}", fontsize=8)
+    for ax in axs.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     return fig

@@ -1,7 +1,10 @@
-"""Exercise pages from the notebooks themselves: task headings and points read from nbgrader metadata.
+"""Exercise pages from the notebooks themselves: task headings, points and statements.
 
-The task ids are the contract with the graders (see the exercise notebooks). When a notebook is not in
-the checkout yet, its page lists the contract's tasks without points and says so.
+Titles and points come from the task headings and nbgrader metadata; each task's section on its page is
+the notebook's own text for it (the markdown between the heading and the answer cell, with any example
+code cells in between), so the notebook stays the single source. The task ids are the contract with the
+graders. When a notebook is not in the checkout yet, its page lists the contract's tasks without points
+and says so.
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ class TaskInfo:
     points: int  # from the heading
     test_points: int  # sum of the visible test cells' points
     n_tests: int
+    statement: str = ""  # the notebook's markdown for the task, as page markdown
 
 
 @dataclass(frozen=True)
@@ -242,30 +246,48 @@ def read_notebook_info(path: str | Path, exercise: Exercise) -> NotebookInfo:
     path = Path(path)
     nb = json.loads(path.read_text(encoding="utf-8"))
     title, headings, test_points, n_tests = "", [], {}, {}
-    current: list | None = None
+    current: list | None = None  # [number, title, points, task id, statement parts]
     for cell in nb.get("cells", []):
         src = "".join(cell.get("source", []))
         meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
-        if cell.get("cell_type") == "markdown":
+        kind = cell.get("cell_type")
+        collecting = current is not None and current[3] is None
+        if kind == "markdown":
             if not title and src.startswith("# "):
                 title = src.splitlines()[0][2:].strip()
-            for m in _HEADING.finditer(src):
-                current = [f"{m.group(1)}.{m.group(2)}", m.group(3).strip(), int(m.group(4)), None]
+            matches = list(_HEADING.finditer(src))
+            for m in matches:
+                current = [f"{m.group(1)}.{m.group(2)}", m.group(3).strip(), int(m.group(4)), None, []]
                 headings.append(current)
+            if matches:
+                current[4].append(src[matches[-1].end() :])
+            elif collecting:
+                current[4].append(src)
         elif meta.get("solution") and current is not None and current[3] is None:
             current[3] = meta.get("grade_id")
+        elif kind == "code" and collecting and not meta and src.strip():
+            current[4].append(f"```python\n{src.strip()}\n```")
         if meta.get("grade") and meta.get("grade_id"):
             task = _TEST_SUFFIX.sub("", meta["grade_id"])
             test_points[task] = test_points.get(task, 0) + int(meta.get("points", 0))
             n_tests[task] = n_tests.get(task, 0) + 1
     problems = []
     tasks = []
-    for number, heading_title, points, task_id in headings:
+    for number, heading_title, points, task_id, parts in headings:
         if task_id is None:
             problems.append(f"{path.name}: heading 'Exercise {number}' has no solution cell after it")
             continue
+        statement = page_markdown("\n\n".join(p.strip() for p in parts if p.strip()))
         tasks.append(
-            TaskInfo(task_id, number, heading_title, points, test_points.get(task_id, 0), n_tests.get(task_id, 0))
+            TaskInfo(
+                task_id,
+                number,
+                heading_title,
+                points,
+                test_points.get(task_id, 0),
+                n_tests.get(task_id, 0),
+                statement,
+            )
         )
         if points != test_points.get(task_id, 0):
             problems.append(
@@ -277,6 +299,18 @@ def read_notebook_info(path: str | Path, exercise: Exercise) -> NotebookInfo:
     if got != expected:
         problems.append(f"{path.name}: task ids {got} differ from the contract {expected}")
     return NotebookInfo(path, title, tuple(tasks), tuple(problems))
+
+
+def page_markdown(text: str, depth: int = 2) -> str:
+    """Notebook markdown made fit for a task section: headings outside code fences moved ``depth`` levels down."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            line = "#" * depth + line
+        out.append(line)
+    return "\n".join(out)
 
 
 def find_notebook(repo_root: str | Path, exercise: Exercise) -> Path | None:
@@ -331,10 +365,15 @@ def render_exercise(exercise: Exercise, info: NotebookInfo | None, rel_notebook:
     for k, (task_id, title, what) in enumerate(exercise.tasks, start=1):
         t = by_id.get(task_id)
         pts = f" ({t.points} point{'s' if t.points != 1 else ''})" if t else ""
-        sections.append(
-            f"### {exercise.number}.{k} {t.title if t else title}{pts} {{#{task_id}}}\n\nYou implement {what}.\n"
-        )
-    return "\n".join(rows) + "\n\n" + source + "\n\n## Tasks\n\n" + "\n".join(sections)
+        body = t.statement if t and t.statement else f"You implement {what}."
+        sections.append(f"### {exercise.number}.{k} {t.title if t else title}{pts} {{#{task_id}}}\n\n{body}\n")
+    lead = (
+        "Each task as the notebook states it; the formulas and examples it refers to stand just before it in "
+        "the notebook.\n\n"
+        if info
+        else ""
+    )
+    return "\n".join(rows) + "\n\n" + source + "\n\n## Tasks\n\n" + lead + "\n".join(sections)
 
 
 def render_overview(infos: dict[str, NotebookInfo | None]) -> str:

@@ -24,6 +24,8 @@ log = logging.getLogger("mkdocs.hooks.course_site")
 
 #: The MNIST training image the chapter calls "the 3" (MNIST_SAMPLE's train/3/12.png).
 DIGIT_THREE = 12
+#: The reference run whose first layer the site shows: the final model (batch norm, 5 epochs of 1cycle).
+FIRST_LAYER_RUN = "weights/r6_final.pt"
 
 KERNELS = {
     "top": np.array([[-1, -1, -1], [0, 0, 0], [1, 1, 1]], dtype=float),
@@ -163,6 +165,19 @@ def _stats_figure(run: str, idx: int, title: str, kind: str = "stats") -> Callab
     return draw
 
 
+def _learned_kernels(src: Sources):
+    """The final reference model's first convolution, applied to the "3" as the model sees it (normalized)."""
+    import torch
+
+    state = torch.load(src.artifact(FIRST_LAYER_RUN), map_location="cpu", weights_only=True)
+    weight = state["0.0.weight"][:, 0].double().numpy()  # (C_out, ks, ks)
+    bias = state["0.0.bias"].double().numpy()  # (C_out,)
+    train = src.mnist().x_train / 255
+    image = (src.three() / 255 - train.mean()) / train.std()  # mnist_dls's normalization
+    ks = weight.shape[-1]
+    return diagrams.learned_kernels(image, weight, bias, feature_map, stride=2, padding=ks // 2)
+
+
 def _schedule(src: Sources):
     path = src.artifact("traces.npz")
     return runs.plot_schedule(117, 0.06, runs.load_schedule(path, "r4_one_cycle") if path else None)
@@ -222,9 +237,18 @@ FIGURES: dict[str, FigureSpec] = {
             ("mnist",),
         ),
         FigureSpec(
+            "learned_kernels",
+            "What training made of random kernels: the eight 5×5 kernels of the first layer of the course's "
+            "final reference model (all ten digits, batch norm, five epochs of 1cycle), red positive and blue "
+            'negative, and below each its 14×14 output for the "3", before batch norm and ReLU (light '
+            "positive, dark negative). Several have become edge detectors, each for its own direction.",
+            _learned_kernels,
+            ("mnist", f"ref:{FIRST_LAYER_RUN}"),
+        ),
+        FigureSpec(
             "bear_channels",
-            "The colour photo and its red, green and blue channels (each drawn inverted in its own colour "
-            "map, so strong values are dark).",
+            "The colour photo and its red, green and blue channels, each in its own colour: light where the "
+            "channel is strong, as the snow and the bear are in all three, deep where it is weak.",
             lambda s: diagrams.bear_channels(s.bear()),
             ("bear",),
             fmt="png",

@@ -12,7 +12,9 @@ Pages hold markers that this module fills in at build time:
 - ``<!-- playground-data -->`` the digits and photo crop the playground page works on, as inline JSON;
 - ``<!-- benchmark: NAME -->`` the last measured results of ``benchmarks/bench_NAME.py``.
 
-It also copies MathJax and the iframe-worker shim from ``node_modules`` (``npm ci``) into the site.
+It also copies MathJax and the iframe-worker shim from ``node_modules`` (``npm ci``) into the site,
+wraps every table in a box that scrolls sideways on a narrow screen, and renders the 404 page with links
+relative to the site root, so that it works under any sub-path and from ``file://``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,23 @@ from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
+from mkdocs.utils import normalize_url
 
 from course.site import benchmarks, exercises, figures, playground, quiz, runs
 from course.site.cache import ENV_SITE_CACHE, FigureCache
 
-__all__ = ["MARKER", "State", "fill_markers", "on_config", "on_files", "on_page_markdown", "on_post_build"]
+__all__ = [
+    "MARKER",
+    "State",
+    "fill_markers",
+    "on_config",
+    "on_files",
+    "on_page_content",
+    "on_page_markdown",
+    "on_post_build",
+    "on_template_context",
+    "wrap_tables",
+]
 
 log = logging.getLogger("mkdocs.hooks.course_site")
 
@@ -180,6 +194,32 @@ def on_page_markdown(markdown: str, page, config, files, **kwargs):
 
 
 on_page_markdown.mkdocs_priority = 100  # before mkdocs-quiz reads the <quiz> blocks we insert
+
+
+def on_page_content(html_text: str, page, config, files, **kwargs):
+    return wrap_tables(html_text)
+
+
+TABLE_WRAP = '<div class="course-table-scroll" tabindex="0" role="region" aria-label="table, scrolls sideways">'
+
+
+def wrap_tables(html_text: str) -> str:
+    """Put every table in a box that scrolls sideways (narrow screens) instead of overflowing the page."""
+    return re.sub(r"(<table\b.*?</table>)", lambda m: f"{TABLE_WRAP}{m.group(1)}</div>", html_text, flags=re.S)
+
+
+def on_template_context(context, template_name, config, **kwargs):
+    """Give the 404 page links relative to the site root (it lives there) instead of root-absolute ones.
+
+    MkDocs makes an error page's links absolute from ``site_url``'s path, which breaks as soon as the
+    site is served under another sub-path than the one it was built for, or opened from ``file://``.
+    """
+    if template_name != "404.html":
+        return context
+    context["base_url"] = "."
+    context["extra_css"] = [normalize_url(path, None, ".") for path in config.extra_css]
+    context["extra_javascript"] = [normalize_url(str(script), None, ".") for script in config.extra_javascript]
+    return context
 
 
 def on_post_build(config, **kwargs):
