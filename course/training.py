@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course.dataloaders import TensorImageDataset, TensorMnistDL
-
 __all__ = ["Conv2dFn", "fit", "predict", "sequential"]
 
 _NN_LAYERS = frozenset(
@@ -98,6 +96,8 @@ def fit(
     from fastai.data.transforms import IntToFloatTensor, Normalize
     from fastai.learner import Learner
     from fastai.torch_core import set_seed
+
+    from course.dataloaders import TensorImageDataset, TensorMnistDL  # fastai is imported on first use only
 
     if schedule not in ("fit", "fit_one_cycle"):
         raise ValueError(f"schedule must be 'fit' or 'fit_one_cycle', got {schedule!r}")
