@@ -188,12 +188,13 @@ def test_stateful_module_probes_match_nn_batchnorm(good):
     ref.load_state_dict(fresh)
     ref.eval()
     torch.testing.assert_close(good.call("$bn", xs[0]).value, ref(xs[0]), rtol=1e-4, atol=1e-5)
-    assert good.probe({"op": "len", "target": "$bn.running_mean"}).value == 4
+    assert good.call("$bn.running_mean.numel").value == 4
     assert good.probe({"op": "set", "target": "$bn.momentum", "value": 0.5}).ok
     assert good.get("$bn.momentum").value == 0.5
-    assert good.probe({"op": "forget", "target": "$bn"}).ok
-    gone = good.get("$bn.momentum")
-    assert gone.raised("LookupError") and "no stored object $bn" in gone.error.message
+    gone = good.get("$nothing_stored.momentum")
+    assert gone.raised("LookupError") and "no stored object $nothing_stored" in gone.error.message
+    with pytest.raises(ValueError, match="probe op must be one of"):
+        good.probe({"op": "names"})  # ops no grader uses are not there for a submission to drive
 
 
 def test_cells_run_only_when_asked():
@@ -265,8 +266,6 @@ def test_inputs_files_and_no_pickle(good):
     np.save(good.inputs / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     refused = good.probe({"op": "call", "target": "len", "args": [Npy("pickled.npy")]})
     assert refused.raised("ValueError") and "allow_pickle" in refused.error.message
-    names = good.probe({"op": "names"}).value
-    assert names["conv2d"] == "function" and names["BatchNorm2d"] == "type" and names["torch"] == "module"
 
 
 def test_protocol_rejects_malformed_values():

@@ -23,12 +23,9 @@ op       fields                           does (in the worker)
 call     target, args, kwargs             ``resolve(target)(*args, **kwargs)``
 get      target                           ``resolve(target)``: a name, ``$ref`` or attribute path
 set      target, value                    ``setattr(resolve(owner), attr, value)``
-len      target                           ``len(resolve(target))``
 helper   name, args, kwargs               a helper from ``course.grading.probelib``, bound when the
                                           worker started (training runs, predictions, figure
                                           summaries, forward/backward...); its result is data
-names    --                               ``{name: type name}`` of the submission's namespace
-forget   target                           drop a stored ``$ref``
 ======== ================================ =====================================================
 
 Options on any probe: ``store`` (keep the result as ``$name`` and reply with a ``Ref``), ``discard``
@@ -107,7 +104,7 @@ from course.grading.seccomp import filter_program
 
 __all__ = ["CellResult", "ErrorInfo", "Frame", "Limits", "ProbeResult", "RunResult", "Sandbox", "Session"]
 
-OPS = ("call", "get", "set", "len", "helper", "names", "forget")
+OPS = ("call", "get", "set", "helper")  # each op is surface a submission can drive: only what graders use
 STATUSES = ("ok", "error", "invalid", "timeout", "crashed", "skipped")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _PATH = re.compile(r"^\$?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -508,7 +505,7 @@ class Session:
         allowed = {"op", "target", "args", "kwargs", "name", "value", "store", "discard", "seed", "no_grad", "watch"}
         if set(spec) - allowed:
             raise ValueError(f"unknown probe fields {sorted(set(spec) - allowed)}")
-        if op not in ("names", "helper") and not _PATH.match(str(spec.get("target", ""))):
+        if op != "helper" and not _PATH.match(str(spec.get("target", ""))):
             raise ValueError(f"probe target must be 'name', '$ref' or a dotted path, got {spec.get('target')!r}")
         if op == "helper":
             from course.grading.probelib import HELPER_NAMES

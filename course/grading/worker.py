@@ -376,15 +376,8 @@ class Worker:
             owner, _, attr = req["target"].rpartition(".")
             setattr(self.resolve(owner), attr, self.value_in(req["value"]))
             return None
-        if op == "len":
-            return len(self.resolve(req["target"]))
         if op == "helper":
             return self.helpers[req["name"]](*args, **kwargs)
-        if op == "names":
-            return {k: type_name(v) for k, v in list(self.ns.items()) if not k.startswith("__")}
-        if op == "forget":
-            self.refs.pop(req["target"].lstrip("$"), None)
-            return None
         raise ValueError(f"unknown probe op {op!r}")
 
     def resolve(self, path: str):
