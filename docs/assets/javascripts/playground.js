@@ -397,9 +397,11 @@
       const head = el("pg-arith-head"); // a live region: screen readers hear this line, not the tables
       head.textContent = `Activation (${r}, ${c}) = `;
       head.append(make("strong", {}, fmt(out[r][c])));
+      // rows and columns of the input; −1 (or H, W) is the ring of padding
       head.append(
-        `. Its window covers input rows ${first.y}–${last.y} and columns ${first.x}–${last.x}` +
-          (padded ? `; ${padded} of its cells are padding and read 0.` : ".")
+        `. Its window covers input rows ${fmt(first.y)} to ${fmt(last.y)} and columns ${fmt(first.x)} to ` +
+          `${fmt(last.x)}` +
+          (padded ? `; ${padded} of its cells fall on the padding and read 0.` : ".")
       );
       const tables = el("pg-arith-tables");
       tables.textContent = "";
