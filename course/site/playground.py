@@ -60,7 +60,7 @@ def marker_html(src: figures.Sources) -> str:
 # ---------------------------------------------------------------------------------------------- the oracle
 
 
-def conv(channels: np.ndarray, kernels: np.ndarray, bias: float, stride: int, padding: int) -> np.ndarray:
+def torch_conv2d(channels: np.ndarray, kernels: np.ndarray, bias: float, stride: int, padding: int) -> np.ndarray:
     """One output channel of ``F.conv2d`` (float64): (C_in, H, W) input, (C_in, ks, ks) kernels."""
     import torch
     import torch.nn.functional as F
@@ -84,7 +84,7 @@ def cases(data: dict) -> list[dict]:
         scale = 255 if k % 2 == 0 else 1
         kernels = np.round(rng.uniform(-1, 1, size=(pixels.shape[0], ks, ks)), 2)
         bias = round(float(rng.uniform(-1, 1)), 2) if k % 3 else 0.0
-        expected = conv(pixels / (255 / scale), kernels, bias, stride, padding)
+        expected = torch_conv2d(pixels / (255 / scale), kernels, bias, stride, padding)
         out.append(
             {
                 "source": source,
