@@ -319,3 +319,78 @@ def test_the_file_build_works_without_a_server(chromium, served):
         watch.assert_clean()
     finally:
         context.close()
+
+
+PHONE_PAGES = ("chapter/04-strides-padding.html", "chapter/06-first-cnn.html", "exercises/02_strides_padding.html")
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+
+def pinch_open(page, target, spread: int = 110):
+    """Spread two fingers over an element (Chrome DevTools touch events), as on a phone."""
+    box = target.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+
+    def fingers(d):
+        return [{"x": cx - d, "y": cy, "id": 1}, {"x": cx + d, "y": cy, "id": 2}]
+
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": fingers(20)})
+    for d in range(30, 20 + spread, 10):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": fingers(d)})
+        page.wait_for_timeout(20)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_at_phone_width_figures_zoom_and_tables_scroll(chromium, served):
+    origin, _ = served
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    watch = Watch(page, ("http", "127.0.0.1"))
+    try:
+        # nothing makes a page wider than the phone: wide tables and formulas scroll in their own boxes
+        scrollers = 0
+        for name in PHONE_PAGES:
+            page.goto(f"{origin}/{name}", wait_until="networkidle")
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, name
+            boxes = page.locator("article .course-table-scroll")
+            for k in range(boxes.count()):
+                box = boxes.nth(k)
+                if box.evaluate("el => el.scrollWidth > el.clientWidth + 1"):
+                    box.evaluate("el => { el.scrollLeft = 60; }")
+                    assert box.evaluate("el => el.scrollLeft") > 0, name  # the table moves inside its box
+                    scrollers += 1
+        assert scrollers >= 1, "no table was wider than the phone: the scrolling box went untested"
+
+        # a dense figure opens full screen and zooms with two fingers until its numbers are readable
+        page.goto(f"{origin}/chapter/08-color.html", wait_until="networkidle")
+        figure = page.locator("#fig-color_conv img")
+        figure.scroll_into_view_if_needed()
+        inline = figure.bounding_box()["width"]
+        screenshot(page, "phone-colour-figure")
+        figure.tap()
+        slide = page.locator(".glightbox-container .gslide.current .gslide-image img")
+        slide.wait_for(state="visible")
+        page.wait_for_timeout(600)  # the opening animation
+        opened = slide.bounding_box()["width"]
+        assert opened >= inline and slide.evaluate("img => img.naturalWidth > img.clientWidth")
+        pinch_open(page, slide)
+        page.wait_for_function(
+            "() => document.querySelector('.gslide.current .gslide-image img').getBoundingClientRect().width > 1000"
+        )
+        screenshot(page, "phone-colour-figure-zoomed")
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
+def test_a_chapter_page_shows_its_code(tab):
+    page, watch, origin = tab
+    page.goto(f"{origin}/chapter/09-baseline.html", wait_until="networkidle")
+    blocks = page.locator("article div.highlight pre code")
+    assert blocks.count() >= 3
+    code = blocks.nth(2).text_content()
+    assert "ActivationStats(with_hist=True)" in code and "learn.fit(1, 0.06)" in code
+    assert page.locator("article div.highlight button").count() >= 3  # Material's copy buttons
+    blocks.nth(2).scroll_into_view_if_needed()
+    screenshot(page, "chapter-page-with-code")
+    watch.assert_clean()
