@@ -135,9 +135,11 @@ def execute_notebook(
         nb, timeout=timeout, kernel_name=name, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     )
     t_start = time.perf_counter()
-    kernel_env = {**os.environ, **env} if env else None  # None: the kernel inherits this process's environment
+    start = {"stderr": subprocess.DEVNULL}  # kernel logs, not cell output
+    if env:
+        start["env"] = {**os.environ, **env}  # without it the kernel inherits this process's environment
     try:
-        with client.setup_kernel(stderr=subprocess.DEVNULL, env=kernel_env):  # kernel logs, not cell output
+        with client.setup_kernel(**start):
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
