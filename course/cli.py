@@ -197,22 +197,28 @@ def cmd_reference_verify(args) -> int:
 
 def cmd_grade(args) -> int:
     """Grade submissions with the hidden graders; results.json per submission and a class grades.csv."""
+    from course.grading.cluster import ClusterLost, WorkerRefused
     from course.grading.grade import grade_all
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     ignored: list[str] = []
-    results = grade_all(
-        args.submissions,
-        args.out,
-        jobs=args.jobs,
-        root=args.root,
-        force=args.force,
-        progress=not args.quiet,
-        cell_timeout=args.cell_timeout,
-        isolation="auto" if args.allow_weak_isolation else "bwrap",
-        ignored=ignored,
-    )
+    try:
+        results = grade_all(
+            args.submissions,
+            args.out,
+            jobs=args.jobs,
+            root=args.root,
+            force=args.force,
+            progress=not args.quiet,
+            cell_timeout=args.cell_timeout,
+            isolation="auto" if args.allow_weak_isolation else "bwrap",
+            ignored=ignored,
+            scheduler=args.scheduler,
+        )
+    except (ClusterLost, WorkerRefused, ConnectionError) as exc:  # --scheduler: say why, the same command resumes
+        print(f"course: error: {exc}", file=sys.stderr)
+        return 1
     for r in sorted(results, key=lambda r: (r["extra"]["student"], r["extra"]["notebook"])):
         print(f"  {r['extra']['student']:<20} {r['extra']['notebook']:<22} {r['score']:>5g} / {r['max_score']:g}")
     if ignored:
@@ -330,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = sub.add_parser("grade", help="grade submissions with the hidden graders (sandboxed, in parallel)")
     grade.add_argument("submissions", nargs="+", help="notebooks, folders of them, or nbgrader's submitted/ folder")
-    grade.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel graders")
+    grade.add_argument(
+        "--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel graders here (not with --scheduler)"
+    )
     grade.add_argument("--out", default="graded", help="output folder for results.json files and grades.csv")
     grade.add_argument("--force", action="store_true", help="regrade even when an up-to-date result exists")
     grade.add_argument("--root", default=".", help="course root holding graders/ and solutions/ (default: .)")
@@ -346,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="grade even where bwrap does not work (per-process limits only: student code can then read and write "
         "what this user can); without it, grading refuses to start there",
+    )
+    grade.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        default=os.environ.get("COURSE_SCHEDULER") or None,
+        help="grade on this dask.distributed cluster instead of here (default: $COURSE_SCHEDULER; unset: here, "
+        "with --jobs); its workers need bwrap and this commit of the course (docs/instructor.md, 'Grading on a "
+        "cluster')",
     )
     grade.add_argument(
         "--gradebook",

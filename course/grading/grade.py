@@ -18,6 +18,7 @@ already graded (``--force`` regrades) and an interrupted batch resumes where it 
 written to a temporary name and renamed, so a result is either complete or absent. A grader that fails
 for a reason that is not the submission's writes a result that says so and is graded again next time.
 SIGTERM or Ctrl-C stops every grader and sandbox of the batch and removes their temporary folders.
+``course grade --scheduler`` grades on a dask cluster with the same steps (``course.grading.cluster``).
 """
 
 from __future__ import annotations
@@ -39,10 +40,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from course.grading.submission import exercise_of, load_submission
+from course.grading.submission import Submission, exercise_of, load_submission
 from course.notebooks import EXERCISES
 
-__all__ = ["Job", "discover", "grade_all", "grade_one", "write_grades_csv"]
+__all__ = [
+    "Job",
+    "Outcome",
+    "Settings",
+    "check_notebook",
+    "discover",
+    "fingerprint",
+    "grade_all",
+    "grade_one",
+    "make_result",
+    "write_grades_csv",
+]
 
 RESULTS = "results.json"
 _NOTEBOOKS = {f"{nb}.ipynb": ex for ex, nb in EXERCISES.items()}
@@ -146,6 +158,14 @@ def _grader_context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["course.grading.preload"])
     return ctx
+
+
+def start_fork_server() -> None:
+    """Start the graders' fork server now (it imports their libraries, seconds) instead of at the first notebook."""
+    from multiprocessing import forkserver
+
+    _grader_context()
+    forkserver.ensure_running()
 
 
 def _die_with_parent() -> None:
@@ -252,6 +272,65 @@ def _run_graders(
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How each notebook of a batch is graded, wherever it runs (plain data: a cluster task carries it)."""
+
+    timeout: float = 900  # seconds one notebook's grader may run
+    cell_timeout: float = 60  # seconds of sandbox CPU time per answer cell and per check's call
+    isolation: str = "bwrap"  # or "auto": per-process limits only where bwrap does not work
+
+
+@dataclass
+class Outcome:
+    """What grading one notebook gave: per-check rows, sandbox info, a problem that fails every task, an error.
+
+    ``error`` (a grader fault, not the submission's) makes the result count as not graded: the next run regrades
+    it. Only plain JSON: this is all a cluster worker sends back (``course.grading.cluster``).
+    """
+
+    rows: list[dict]
+    sandbox: dict
+    problem: str = ""
+    error: str = ""
+
+
+def check_notebook(
+    job: Job, root: Path, settings: Settings = Settings(), threads: int = 1, cpus: float = 1.0
+) -> Outcome:
+    """Run the hidden graders on one submission (never raises for a grader fault, only for :class:`Stopped`)."""
+    if job.others:
+        copies = ", ".join(str(p) for p in (job.path, *job.others))
+        problem = f"not graded: {len(job.others) + 1} submissions of {job.notebook} ({copies})"
+        return Outcome([], {"isolation": "not run"}, problem)
+    try:
+        rows, sandbox, problem = _run_graders(
+            job, root, settings.timeout, settings.cell_timeout, threads, cpus, settings.isolation
+        )
+    except Stopped:
+        raise
+    except Exception as e:  # noqa: BLE001 - a grader fault: this submission says so, the batch goes on
+        problem = f"internal grader error ({type(e).__name__}: {str(e)[:200]}); please tell the instructor"
+        return Outcome([], {}, problem, problem)
+    return Outcome(rows, sandbox, problem, problem if problem.startswith("the grader could not run") else "")
+
+
+def result_path(job: Job, out_dir: str | os.PathLike) -> Path:
+    """Where a submission's ``results.json`` goes: ``out_dir/<student>/<notebook>/results.json``."""
+    return Path(out_dir) / job.student / job.notebook / RESULTS
+
+
+def reusable(target: Path, sha256: str, graders: str) -> dict | None:
+    """The result at ``target`` when it is up to date: same submission bytes, same graders, no grader error."""
+    if not target.is_file():
+        return None
+    old = json.loads(target.read_text())
+    extra = old.get("extra", {})
+    if extra.get("submission_sha256") == sha256 and extra.get("graders") == graders and not extra.get("error"):
+        return old
+    return None
+
+
 def _task_result(task, rows: list[dict], problem: str) -> dict:
     checks = [r for r in rows if r["task"] == task.grade_id]
     failed = [r for r in checks if r["outcome"] != "passed"]
@@ -276,50 +355,16 @@ def _task_result(task, rows: list[dict], problem: str) -> dict:
     }
 
 
-def grade_one(
-    job: Job,
-    out_dir: str | os.PathLike,
-    root: str | os.PathLike = ".",
-    force: bool = False,
-    timeout: float = 900,
-    cell_timeout: float = 60,
-    threads: int = 1,
-    cpus: float = 1.0,
-    isolation: str = "bwrap",
-) -> dict:
-    """Grade one submission into ``out_dir/<student>/<notebook>/results.json``; reuse an up-to-date result."""
-    root, out_dir = Path(root).resolve(), Path(out_dir)
-    target = out_dir / job.student / job.notebook / RESULTS
-    sub = load_submission(job.path, root, job.exercise)
-    fp = fingerprint(root, job.exercise)
-    if target.is_file() and not force:
-        old = json.loads(target.read_text())
-        extra = old.get("extra", {})
-        if extra.get("submission_sha256") == sub.sha256 and extra.get("graders") == fp and not extra.get("error"):
-            return old
-    error = ""
-    if job.others:
-        copies = ", ".join(str(p) for p in (job.path, *job.others))
-        rows, sandbox = [], {"isolation": "not run"}
-        problem = f"not graded: {len(job.others) + 1} submissions of {job.notebook} ({copies})"
-    else:
-        try:
-            rows, sandbox, problem = _run_graders(job, root, timeout, cell_timeout, threads, cpus, isolation)
-        except Stopped:
-            raise
-        except Exception as e:  # noqa: BLE001 - a grader fault: this submission says so, the batch goes on
-            rows, sandbox = [], {}
-            problem = error = f"internal grader error ({type(e).__name__}: {str(e)[:200]}); please tell the instructor"
-        if problem.startswith("the grader could not run"):
-            error = problem
-    tests = [_task_result(task, rows, problem) for task in sub.tasks]
-    isolation_used = sandbox.get("isolation", "unknown")
+def make_result(job: Job, sub: Submission, graders: str, outcome: Outcome) -> dict:
+    """The Gradescope-style result of one submission: one test per task of ``sub`` (tasks come from the source)."""
+    tests = [_task_result(task, outcome.rows, outcome.problem) for task in sub.tasks]
+    isolation_used = outcome.sandbox.get("isolation", "unknown")
     if isolation_used == "not run":
         ran = "no student code ran"
     else:
         note = "" if isolation_used == "bwrap" else " (weaker isolation: bwrap was not used)"
         ran = f"student code ran sandboxed ({isolation_used}){note}"
-    results = {
+    return {
         "score": sum(t["score"] for t in tests),
         "max_score": sum(t["max_score"] for t in tests),
         "tests": tests,
@@ -330,15 +375,40 @@ def grade_one(
             "exercise": job.exercise,
             "notebook": job.notebook,
             "submission_sha256": sub.sha256,
-            "graders": fp,
+            "graders": graders,
             "isolation": isolation_used,
-            "enforced": sandbox.get("enforced", []),
-            "weaker": sandbox.get("weaker", []),
-            "error": error,
+            "enforced": outcome.sandbox.get("enforced", []),
+            "weaker": outcome.sandbox.get("weaker", []),
+            "error": outcome.error,
         },
     }
-    _atomic_write(target, json.dumps(results, indent=1, sort_keys=True) + "\n")
-    return results
+
+
+def write_result(target: Path, result: dict) -> None:
+    """Write one ``results.json`` atomically (complete or absent)."""
+    _atomic_write(target, json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+
+def grade_one(
+    job: Job,
+    out_dir: str | os.PathLike,
+    root: str | os.PathLike = ".",
+    force: bool = False,
+    settings: Settings = Settings(),
+    threads: int = 1,
+    cpus: float = 1.0,
+) -> dict:
+    """Grade one submission into ``out_dir/<student>/<notebook>/results.json``; reuse an up-to-date result."""
+    root = Path(root).resolve()
+    target = result_path(job, out_dir)
+    sub = load_submission(job.path, root, job.exercise)
+    fp = fingerprint(root, job.exercise)
+    old = None if force else reusable(target, sub.sha256, fp)
+    if old is not None:
+        return old
+    result = make_result(job, sub, fp, check_notebook(job, root, settings, threads, cpus))
+    write_result(target, result)
+    return result
 
 
 def write_grades_csv(results: list[dict], path: str | os.PathLike) -> None:
@@ -362,7 +432,7 @@ def write_grades_csv(results: list[dict], path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm():
+def stop_on_sigterm():
     """SIGTERM becomes KeyboardInterrupt in the main thread (so the batch stops the same way as on Ctrl-C)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -378,6 +448,39 @@ def _stop_on_sigterm():
         signal.signal(signal.SIGTERM, old)
 
 
+def find_jobs(paths, ignored: list[str] | None = None) -> list[Job]:
+    """:func:`discover`, refusing an empty batch."""
+    todo = discover(paths, ignored)
+    if not todo:
+        raise FileNotFoundError(f"no submissions named like the exercises under {', '.join(map(str, paths))}")
+    return todo
+
+
+def grader_share(cores: int, slots: int) -> tuple[int, float]:
+    """(torch threads per trusted grader, CPU quota per sandbox) when ``slots`` graders share ``cores``."""
+    slots = max(1, slots)
+    return max(1, cores // slots), max(1.0, cores / slots)
+
+
+class Progress:
+    """The batch's progress bar: done/total, rate and ETA (tqdm's), and how many could not be graded."""
+
+    def __init__(self, total: int, enabled: bool, done: int = 0):
+        from tqdm.auto import tqdm
+
+        self.failed = 0
+        self.bar = tqdm(total=total, initial=done, desc="grading", unit="nb", disable=not enabled)
+
+    def add(self, result: dict) -> None:
+        if result["extra"].get("error"):
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def grade_all(
     paths,
     out_dir,
@@ -388,42 +491,46 @@ def grade_all(
     cell_timeout: float = 60,
     isolation: str = "bwrap",
     ignored: list[str] | None = None,
+    scheduler: str | None = None,
 ) -> list[dict]:
     """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv.
 
     ``isolation``: "bwrap" (required; the default) or "auto" (per-process limits only where bwrap does not
-    work, said in each result). The graders are started through :mod:`multiprocessing` (``forkserver``), so a
-    script that calls this needs the usual ``if __name__ == "__main__":`` guard.
+    work, said in each result). ``scheduler``: grade on that dask.distributed cluster instead of here
+    (``course.grading.cluster``; ``jobs`` is then unused). The graders are started through :mod:`multiprocessing`
+    (``forkserver``), so a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
     """
-    from tqdm.auto import tqdm
+    settings = Settings(cell_timeout=cell_timeout, isolation=isolation)
+    if scheduler:
+        from course.grading.cluster import grade_on_cluster
 
-    from course.grading.sandbox import Sandbox
+        results = grade_on_cluster(find_jobs(paths, ignored), out_dir, scheduler, root, force, progress, settings)
+    else:
+        from course.grading.sandbox import Sandbox
 
-    Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
-    todo = discover(paths, ignored)
-    if not todo:
-        raise FileNotFoundError(f"no submissions named like the exercises under {', '.join(map(str, paths))}")
-    jobs = max(1, jobs)
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs)  # torch threads per trusted grader; workers use one each
-    cpus = max(1.0, cores / jobs)  # each sandbox's CPU quota: together no more than the machine
+        Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
+        results = _grade_here(find_jobs(paths, ignored), out_dir, max(1, jobs), root, force, progress, settings)
+    write_grades_csv(results, Path(out_dir) / "grades.csv")
+    return results
+
+
+def _grade_here(todo: list[Job], out_dir, jobs: int, root, force: bool, progress: bool, settings: Settings):
+    threads, cpus = grader_share(os.cpu_count() or 1, jobs)  # together no more than the machine
     results = []
     _STOPPING.clear()
     pool = ThreadPoolExecutor(max_workers=jobs)
+    bar = Progress(len(todo), progress)
     try:
-        with _stop_on_sigterm(), tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress) as bar:
-            futures = {
-                pool.submit(grade_one, job, out_dir, root, force, 900, cell_timeout, threads, cpus, isolation): job
-                for job in todo
-            }
+        with stop_on_sigterm():
+            futures = {pool.submit(grade_one, job, out_dir, root, force, settings, threads, cpus): job for job in todo}
             for fut in as_completed(futures):
                 results.append(fut.result())
-                bar.update()
+                bar.add(results[-1])
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         _stop_all()
         raise
     finally:
+        bar.close()
         pool.shutdown(wait=True)
-    write_grades_csv(results, Path(out_dir) / "grades.csv")
     return results
