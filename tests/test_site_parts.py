@@ -403,3 +403,20 @@ def test_exercise_6_page_and_notebook_agree_on_the_training_time():
     page = (ROOT / "docs" / "exercises" / "06_batchnorm.md").read_text()
     assert "minute" not in page and not re.search(r"\d+ s\b", page), "time claims come from the notebook"
     assert "<!-- exercise: ex6 -->" in page
+
+
+def test_the_instructor_rubric_covers_every_open_quiz_question():
+    import re
+
+    from course.site.quiz import load_bank
+
+    bank = load_bank(ROOT / "docs" / "data" / "quiz.yml")
+    guide = (ROOT / "docs" / "instructor.md").read_text()
+    rubric = guide.split("### A rubric for the open quiz questions", 1)[1].split("\n## ", 1)[0]
+    rows = [int(n) for n in re.findall(r"^\| Q(\d+) ", rubric, flags=re.M)]
+    assert rows == [int(q.id[1:]) for q in bank.questions if q.kind == "open"]
+    plan = guide.split("### A session plan", 1)[1].split("###", 1)[0]
+    covered = set()
+    for first, last in re.findall(r"\| Q(\d+)–Q(\d+) \|", plan):
+        covered |= set(range(int(first), int(last) + 1))
+    assert covered == set(range(1, 41)), "the session plan assigns every quiz question to a session"
