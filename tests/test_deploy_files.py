@@ -571,3 +571,28 @@ def test_the_guide_covers_every_file():
     for path in ("Dockerfile", ".dockerignore", *(f"deploy/k8s/{p.name}" for p in K8S.glob("*.yaml"))):
         assert f"`{path}`" in text, path
     assert "## What was not run here" in text
+
+
+def test_every_site_plugin_comes_with_the_runtime_install():
+    """`bash scripts/setup.sh` installs only the runtime dependencies, and `course up` builds the site with them."""
+    from importlib.metadata import entry_points
+
+    from packaging.requirements import Requirement
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # mkdocs.yml's !!python/!ENV tags
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    names = [next(iter(p)) if isinstance(p, dict) else p for p in config["plugins"]]
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    providers = {ep.name: canonical(ep.dist.name) for ep in entry_points(group="mkdocs.plugins")}
+    for name, dist in list(providers.items()):  # Material's plugins also answer to their short names
+        providers.setdefault(name.removeprefix("material/"), dist)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    runtime = {canonical(Requirement(r).name) for r in deps}
+    missing = {n: providers.get(n) for n in names if providers.get(n) not in runtime}
+    assert len(names) >= 5 and not missing, f"plugins whose package is not a runtime dependency: {missing}"
