@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the course in ./.venv (idempotent; a second run takes seconds).
 #   bash scripts/setup.sh          runtime: torch, fastai, nbgrader, JupyterLab, MkDocs Material
-#   bash scripts/setup.sh --dev    + test, lint and site tools, and the system packages the tests use
+#   bash scripts/setup.sh --dev    + test, lint and browser-test tools, and the system packages the tests use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
