@@ -118,9 +118,8 @@ def outside(url) -> bool:
     return host is not None and host not in LOCAL_HOSTS
 
 
-def test_build_is_strict_and_quick(built):
+def test_build_is_strict(built):  # how long it takes is for a benchmark to measure, not for a test to assert
     assert "WARNING" not in built.log
-    assert built.seconds < 60, f"mkdocs build took {built.seconds:.1f} s"
     assert "figures:" in built.log and "course site built" in built.log
 
 

@@ -1,11 +1,11 @@
 """Build and serve the site from Python: used by the tests and handy for scripts.
 
 ``build_site`` runs ``mkdocs build --strict`` in a subprocess (so MkDocs' logging and warnings stay
-out of the caller) with ``site_url`` and ``site_dir`` overridden; ``serve`` is a static file server on
-127.0.0.1 (no ``mkdocs serve``: the tests must see exactly the built files). ``build_if_stale`` builds
-only when an input changed: ``site_inputs`` digests each group of inputs (content, not modification
-times), and the digests of the last build are kept in ``<site>/.course-build.json`` (MkDocs keeps dotfiles
-when it cleans the site folder), so the reason for a rebuild can be named.
+out of the caller) into ``site_dir``, with ``site_url`` passed through ``$COURSE_SITE_URL``; ``serve`` is a
+static file server on 127.0.0.1 (no ``mkdocs serve``: the tests must see exactly the built files).
+``build_if_stale`` builds only when an input changed: ``site_inputs`` digests each group of inputs (content,
+not modification times), and the digests of the last build are kept in ``<site>/.course-build.json``
+(MkDocs keeps dotfiles when it cleans the site folder), so the reason for a rebuild can be named.
 """
 
 from __future__ import annotations
@@ -24,7 +24,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STAMP", "BuildResult", "build_if_stale", "build_site", "repo_root", "serve", "site_inputs", "site_status"]
+__all__ = [
+    "ENV_SITE_URL",
+    "STAMP",
+    "BuildResult",
+    "build_if_stale",
+    "build_site",
+    "repo_root",
+    "serve",
+    "site_inputs",
+    "site_status",
+]
 
 STAMP = ".course-build.json"
 #: Python distributions whose version changes the built pages
@@ -37,14 +47,7 @@ SITE_TOOLS = (
     "pymdown-extensions",
 )
 
-_BUILD = """
-import logging, sys
-logging.basicConfig(level=logging.INFO, format="%(levelname)-7s -  %(message)s")
-from mkdocs.commands.build import build
-from mkdocs.config import load_config
-cfg = load_config(sys.argv[1], site_dir=sys.argv[2], site_url=sys.argv[3] or None, strict=True)
-build(cfg)
-"""
+ENV_SITE_URL = "COURSE_SITE_URL"  # read by mkdocs.yml (`site_url: !ENV [...]`): a deployment sets its real URL
 
 
 def repo_root() -> Path:
@@ -67,13 +70,26 @@ def build_site(
 ) -> BuildResult:
     """Build the site strictly into ``site_dir``; raise RuntimeError with MkDocs' log when it fails.
 
+    ``site_url`` (else ``$COURSE_SITE_URL``, else mkdocs.yml's default) is where the site will be served.
     ``env`` adds environment variables for the build (e.g. ``COURSE_SITE_CACHE``, ``COURSE_REFERENCE_DIR``).
     """
     config = Path(config or repo_root() / "mkdocs.yml")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})}
+    if site_url:
+        env[ENV_SITE_URL] = site_url
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", _BUILD, str(config), str(site_dir), site_url],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(config),
+            "--site-dir",
+            str(site_dir),
+        ],
         cwd=config.parent,
         env=env,
         capture_output=True,
@@ -159,6 +175,7 @@ def site_inputs(root: str | os.PathLike | None = None) -> dict[str, str]:
         except PackageNotFoundError:
             tools.append(f"{dist} missing")
     digests["the MkDocs packages"] = hashlib.sha256("\n".join(tools).encode()).hexdigest()
+    digests[f"${ENV_SITE_URL}"] = hashlib.sha256(os.environ.get(ENV_SITE_URL, "").encode()).hexdigest()
     digests["the data"] = hashlib.sha256(_data_identity().encode()).hexdigest()
     return digests
 
