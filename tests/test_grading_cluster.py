@@ -50,8 +50,9 @@ class Cluster:
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         cmd = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-        # a task whose worker dies twice fails (the default, 3 + 1 deaths, would cost this test 4 worker restarts)
-        self.scheduler = self._start(cmd, "scheduler", {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+        # a task whose worker dies twice fails (the default, 3 + 1 deaths, would cost a test 4 worker restarts)
+        env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+        self.scheduler = self._start(cmd, "scheduler", env)
 
     def _start(self, cmd: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed when the process is stopped
@@ -61,10 +62,10 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str, **env: str) -> subprocess.Popen:
+    def worker(self, name: str, preload: bool = True, **env: str) -> subprocess.Popen:
         """A worker with one grading thread and one CPU per grader (two share this 2-core machine)."""
         cmd = [str(DASK), "worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-               "--name", name, "--death-timeout", "60", "--preload", "course.grading.cluster"]  # fmt: skip
+               "--name", name, "--death-timeout", "60"] + ["--preload", "course.grading.cluster"] * preload  # fmt: skip
         return self._start(cmd, name, {"COURSE_GRADER_CPUS": "1", **env})
 
     def wait_for_workers(self, n: int) -> None:
@@ -174,10 +175,12 @@ def test_a_killed_worker_costs_nothing_and_a_rerun_changes_nothing(cluster, batc
     from distributed import Client
 
     subs, local = batch
-    cmd = [sys.executable, "-m", "course.cli", "grade", str(subs), "--out", str(tmp_path), "--quiet",
+    out, log = tmp_path / "graded", tmp_path / "course-grade.log"
+    cmd = [sys.executable, "-m", "course.cli", "grade", str(subs), "--out", str(out), "--quiet",
            "--cell-timeout", str(CELL_TIMEOUT)]  # fmt: skip
     env = {**os.environ, "COURSE_SCHEDULER": cluster.address}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
     try:
         victim = None
         with Client(cluster.address, timeout="30s", set_as_default=False) as client:
@@ -190,19 +193,19 @@ def test_a_killed_worker_costs_nothing_and_a_rerun_changes_nothing(cluster, batc
         assert victim is not None, "no worker ever started grading"
         time.sleep(3)  # well into its grading: sandbox running
         cluster.kill(cluster.workers[int(victim[1:]) - 1])
-        output, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, output[-3000:]
-    _same_files(local, tmp_path)  # every submission has one result, exactly the clean run's
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != "grades.csv"}
-    assert after == {p: t for p, t in before.items() if p.name != "grades.csv"}  # no result rewritten
-    _same_files(local, tmp_path)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    _same_files(local, out)  # every submission has one result, exactly the clean run's
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "grades.csv"}
+    with open(log, "wb") as f:
+        again = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=120)
+    assert again.returncode == 0, log.read_text()[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "grades.csv"} == before  # none rewritten
+    _same_files(local, out)
 
 
 KILLER = '''\
@@ -219,7 +222,8 @@ def task(payload):
 
 
 def test_a_notebook_that_kills_its_workers_fails_alone(cluster, tmp_path, monkeypatch):
-    """Its workers die twice (the scheduler allows one death per task here), it is reported; the rest is graded."""
+    """Its workers die twice (the scheduler allows one death per task here), then twice more when it is tried again
+    alone: it is reported, and the notebooks that shared a worker with it are graded."""
     from distributed import Client
 
     module = tmp_path / "course_test_killer.py"
@@ -238,12 +242,12 @@ def test_a_notebook_that_kills_its_workers_fails_alone(cluster, tmp_path, monkey
     by = {r["extra"]["student"]: r for r in results}
     assert set(by) == {"ada", "killer", "bob"}
     assert not by["ada"]["extra"]["error"] and not by["bob"]["extra"]["error"]
-    assert "every Dask worker that graded this notebook died" in by["killer"]["extra"]["error"]
+    assert "died, also when it was tried again alone" in by["killer"]["extra"]["error"]
     assert by["killer"]["score"] == 0 and all("died" in t["output"] for t in by["killer"]["tests"])
     cluster.wait_for_workers(1)  # the nanny restarted the worker it lost
 
 
-def test_a_worker_with_a_changed_grader_is_refused(batch, tmp_path_factory):
+def test_a_worker_with_a_changed_grader_is_refused(cluster, batch, tmp_path_factory):
     """A worker whose checkout ($COURSE_ROOT) has one byte changed in a grader refuses, before and while grading."""
     from distributed import Client
 
@@ -258,20 +262,23 @@ def test_a_worker_with_a_changed_grader_is_refused(batch, tmp_path_factory):
     data[-2:-1] = b"#" if data[-2:-1] != b"#" else b" "  # one byte of the last line
     grader.write_bytes(bytes(data))
     assert filecmp.cmp(ROOT / "graders" / "conftest.py", other / "graders" / "conftest.py", shallow=False)
-    c = Cluster(tmp_path_factory.mktemp("dask-other"))
+    stale = cluster.worker("stale", preload=False, COURSE_ROOT=str(other))
     try:
-        c.worker("stale", COURSE_ROOT=str(other))
-        c.wait_for_workers(1)
+        with Client(cluster.address, timeout="30s", set_as_default=False) as client:
+            deadline = time.monotonic() + 90
+            while not (addr := [a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "stale"]):
+                assert time.monotonic() < deadline, "the stale worker never joined"
+                time.sleep(0.2)
+            # a worker that joins after the batch's check refuses each task it is given, with the reason
+            job = discover([subs / "solution"])[0]
+            task = cluster_module._task(job, "0" * 64, fingerprint(ROOT, job.exercise), Settings())
+            reply = json.loads(client.submit(grade_task, task, workers=addr, pure=False).result(timeout=60))
+        assert "graders differ from the instructor's" in reply["refused"] and "outcome" not in reply
         out = tmp_path_factory.mktemp("graded-refused")
         with pytest.raises(WorkerRefused, match="graders differ from the instructor's") as refused:
-            grade_all([subs / "solution"], out, root=ROOT, progress=False, scheduler=c.address)
-        assert str(other) in str(refused.value) and "nothing was graded" in str(refused.value)
+            grade_all([subs / "solution"], out, root=ROOT, progress=False, scheduler=cluster.address)
+        message = str(refused.value)
+        assert f"worker {addr[0]} refused" in message and str(other) in message and "nothing was graded" in message
         assert not list(out.rglob("results.json"))
-        # a worker that joins after the check refuses each task it is given, with the same reason
-        job = discover([subs / "solution"])[0]
-        task = cluster_module._task(job, "0" * 64, fingerprint(ROOT, job.exercise), Settings())
-        with Client(c.address, timeout="30s", set_as_default=False) as client:
-            reply = json.loads(client.submit(grade_task, task, pure=False).result(timeout=60))
-        assert "graders differ from the instructor's" in reply["refused"] and "outcome" not in reply
     finally:
-        c.stop()
+        cluster.kill(stale)

@@ -13,10 +13,11 @@ running the same command again, and ends with the results of a clean run.
 
 Failures cost one submission, never the batch: each grader has local grading's time limit; dask moves the task
 of a worker that dies to another, and reports a task whose workers died ``distributed.scheduler.allowed-failures``
-+ 1 times (3 + 1 by default) as ``KilledWorker``; an exception in the task is retried ``retries`` times. Such a
-submission gets a result that says why and counts as not graded (the next run tries it again). A worker that
-refuses (other graders, other libraries, no working bwrap) stops the batch with its reason: nothing is graded
-with other tests.
++ 1 times (3 + 1 by default) as ``KilledWorker``, which is then tried once more, alone on the cluster (dask also
+blames the tasks that only shared the dead worker); an exception in the task is retried ``retries`` times. A
+submission that still fails gets a result that says why and counts as not graded (the next run tries it again).
+A worker that refuses (other graders, other libraries, no working bwrap or MNIST) stops the batch with its
+reason: nothing is graded with other tests.
 """
 
 from __future__ import annotations
@@ -230,8 +231,8 @@ def _failure(exc: BaseException) -> str:
 
     if isinstance(exc, KilledWorker):
         return (
-            "grading on the cluster failed: every Dask worker that graded this notebook died "
-            f"({str(exc)[:300]}); please tell the instructor"
+            "grading on the cluster failed: the Dask workers grading this notebook died, also when it was tried "
+            f"again alone ({str(exc)[:300]}); please tell the instructor"
         )
     return f"grading on the cluster failed ({type(exc).__name__}: {str(exc)[:300]}); please tell the instructor"
 
@@ -320,52 +321,82 @@ def _preflight(client, graders: dict[str, str], isolation: str) -> None:
 
 
 def _run(client, waiting: dict, out_dir, bar, settings: Settings, retries: int, window: int, task) -> list[dict]:
-    """Submit ``waiting`` a window at a time; write each result as its task ends; raise when the batch must stop."""
+    """Submit ``waiting`` a window at a time; write each result as its task ends; raise when the batch must stop.
+
+    A task whose workers died is tried once more at the end, alone on the cluster: dask blames every task a dead
+    worker held, and a notebook that only shared a worker with one that kills it must not pay for it.
+    """
     from distributed import as_completed
-    from distributed.client import FutureCancelledError
 
     keys = collections.deque(waiting)
-    results, futures = [], {}
+    results, futures, again = [], {}, []
     done = as_completed(loop=client.loop)
+
+    def payload(key):
+        job, sub, fp = waiting[key][0]
+        try:
+            return _task(job, sub.sha256, fp, settings)
+        except OSError as e:  # unreadable here: nothing to send, no student code runs
+            problem = f"the submitted file could not be read ({e.strerror or e})"
+            write(key, {"outcome": asdict(Outcome([], {"isolation": "not run"}, problem))})
+            return None
 
     def submit_more():
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
         while keys and len(futures) < max(window, 4 * threads):
             key = keys.popleft()
-            job, sub, fp = waiting[key][0]
-            try:
-                payload = _task(job, sub.sha256, fp, settings)
-            except OSError as e:  # unreadable here: nothing to send, no student code runs
-                problem = f"the submitted file could not be read ({e.strerror or e})"
-                for job, sub, fp in waiting[key]:
-                    results.append(_write(job, sub, fp, Outcome([], {"isolation": "not run"}, problem), out_dir))
-                    bar.add(results[-1])
-                continue
-            futures[key] = client.submit(task, payload, key=key, retries=retries, pure=False)
-            done.add(futures[key])
+            t = payload(key)
+            if t is not None:
+                futures[key] = client.submit(task, t, key=key, retries=retries, pure=False)
+                done.add(futures[key])
+
+    def write(key, reply):
+        if "refused" in reply:
+            raise WorkerRefused(f"{reply['refused']}; {len(results)} notebooks were graded and written before")
+        for job, sub, fp in waiting.pop(key):
+            results.append(_write(job, sub, fp, Outcome(**reply["outcome"]), out_dir))
+            bar.add(results[-1])
 
     try:
         submit_more()
         for fut in done:
-            try:
-                reply = json.loads(fut.result())
-            except FutureCancelledError as e:
-                raise ClusterLost(
-                    f"lost the Dask scheduler or this batch's tasks ({e}); {len(results)} notebooks were graded and "
-                    "written; run the same command again to grade the rest"
-                ) from None
-            except Exception as e:  # noqa: BLE001 - the task failed on the cluster: this submission says so
-                reply = {"outcome": asdict(Outcome([], {}, _failure(e), _failure(e)))}
-            if "refused" in reply:
-                raise WorkerRefused(f"{reply['refused']}; {len(results)} notebooks were graded and written before")
             del futures[fut.key]
+            reply = _reply(fut, len(results))
+            if reply is None:
+                again.append(fut.key)
+            else:
+                write(fut.key, reply)
             fut.release()
-            for job, sub, fp in waiting.pop(fut.key):
-                results.append(_write(job, sub, fp, Outcome(**reply["outcome"]), out_dir))
-                bar.add(results[-1])
             submit_more()
+        for key in again:  # nothing else is in flight now
+            t = payload(key)
+            if t is not None:
+                fut = futures[key] = client.submit(task, t, key=f"{key}-alone", retries=retries, pure=False)
+                reply = _reply(fut, len(results), final=True)
+                del futures[key]
+                write(key, reply)
     except BaseException:
         with contextlib.suppress(Exception):
             client.cancel(list(futures.values()), force=True)
         raise
     return results
+
+
+def _reply(fut, written: int, final: bool = False) -> dict | None:
+    """A finished task's reply; None when its workers died and it has not been tried alone yet."""
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return json.loads(fut.result())
+    except FutureCancelledError as e:
+        raise ClusterLost(
+            f"lost the Dask scheduler or this batch's tasks ({e}); {written} notebooks were graded and written; run "
+            "the same command again to grade the rest"
+        ) from None
+    except KilledWorker as e:
+        if not final:
+            return None
+        return {"outcome": asdict(Outcome([], {}, _failure(e), _failure(e)))}
+    except Exception as e:  # noqa: BLE001 - the task failed on the cluster: this submission says so
+        return {"outcome": asdict(Outcome([], {}, _failure(e), _failure(e)))}
