@@ -34,8 +34,6 @@ from course.site.build import STAMP, BuildResult, build_if_stale
 from course.up import ALREADY_RUNNING, AlreadyRunning, UpOptions, UpPaths, single_instance, up
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 # ------------------------------------------------------------------------------------ release check, learner's copy
@@ -216,18 +214,6 @@ class Up:
 def _gone(procs) -> list[str]:
     """The processes among ``procs`` that still exist (zombies included)."""
     return [f"{p.pid} {p.name()}" for p in procs if p.is_running()]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh --dev does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.slow
