@@ -33,9 +33,12 @@ def served(tmp_path_factory):
         yield origin, site
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`).
+
+    One per test module: Playwright's sync API keeps an event loop running while it is open, and later
+    modules (the hub round trip) need asyncio.run."""
     from browser import CHROMIUM, FLAGS
 
     if not Path(CHROMIUM).is_file():

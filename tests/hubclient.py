@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+import weakref
 
 import requests
 
@@ -14,6 +15,7 @@ import requests
 class HubUser:
     def __init__(self, base: str, name: str, password: str):
         self.base, self.name, self.s = base.rstrip("/"), name, requests.Session()
+        weakref.finalize(self, self.s.close)  # its pooled connections close with it, not in a later test's GC
         self.password = password
         self.token = ""
 
