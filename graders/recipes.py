@@ -243,10 +243,12 @@ def read_recipe(source: str) -> Recipe:
     return Recipe(reader.env.get("learn"), reader.fits, reader.env, reader.calls, problem)
 
 
-def learner_problem(recipe: Recipe, dls_ok: Callable[[Any], bool], dls_text: str, model: str) -> str | None:
+def learner_problem(
+    recipe: Recipe, dls_ok: Callable[[Any], bool], dls_text: str, model: str, bare: bool = True
+) -> str | None:
     """Why ``learn`` is not ``Learner(<dls>, <model>(), loss_func=F.cross_entropy, metrics=accuracy)`` with fastai's
     defaults for everything else (None when it is). ``dls_ok`` judges the data argument, resolved through the cell's
-    own assignments; ``dls_text`` says what it should be."""
+    own assignments; ``dls_text`` says what it should be; ``bare``: the model call takes no arguments."""
     learn = recipe.learner
     if not (isinstance(learn, Call) and learn.short == "Learner"):
         return "it should create the Learner with `learn = Learner(...)`"
@@ -255,7 +257,7 @@ def learner_problem(recipe: Recipe, dls_ok: Callable[[Any], bool], dls_text: str
         dls = recipe.names[dls.text]
     if not dls_ok(dls):
         return f"the Learner's data should be {dls_text}"
-    if not (isinstance(net, Call) and net.short == model and not net.args and not net.kwargs):
+    if not (isinstance(net, Call) and net.short == model and not (bare and (net.args or net.kwargs))):
         return f"the Learner's model should be a fresh {model}()"
     if not is_cross_entropy(loss):
         return "the Learner's loss_func should be F.cross_entropy"

@@ -170,7 +170,7 @@ def final_problem(source: str) -> str | None:
     recipe = read_recipe(source)
     if recipe.problem:
         return recipe.problem
-    problem = learner_problem(recipe, _is_dls_512, "mnist_dls(512)", "simple_cnn_bn")
+    problem = learner_problem(recipe, _is_dls_512, "mnist_dls(512)", "simple_cnn_bn", bare=False)
     if problem:
         return problem
     learn = recipe.learner
