@@ -9,12 +9,16 @@ __all__ = ["conv_case", "rand", "settings_for_graders"]
 
 
 def settings_for_graders(max_examples: int = 20):
-    """Deterministic (same examples on every run, no database) and without per-example deadlines."""
-    from hypothesis import HealthCheck, settings
+    """Deterministic (same examples on every run, no database), without per-example deadlines, and without
+    hypothesis's "explain" phase: it re-runs a failing check many more times only to annotate which arguments
+    mattered, which doubled the grading time of a wrong answer and put notes in the feedback a student cannot use.
+    """
+    from hypothesis import HealthCheck, Phase, settings
 
     return settings(
         max_examples=max_examples,
         deadline=None,
+        phases=[p for p in Phase if p is not Phase.explain],
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
