@@ -1,15 +1,16 @@
-"""Writing files so that a reader never sees half of one: write next to the target, then rename onto it."""
+"""Writing files so that a reader never sees half of one (write next to the target, then rename onto it), and
+hashing them."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "file_sha256"]
+__all__ = ["atomic_path", "atomic_write", "file_sha256", "files_sha256"]
 
 _serial = itertools.count()
 
@@ -45,3 +46,18 @@ def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, in hex."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def files_sha256(files: Iterable[Path], label: Callable[[Path], str] = lambda f: f.name) -> str:
+    """One sha256 over several files, in the order given: each file's ``label`` then its bytes (a missing file
+    counts as ``<missing>``), so renaming, removing or editing any of them changes the digest."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(label(f).encode())
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+        else:
+            h.update(b"<missing>")
+    return h.hexdigest()

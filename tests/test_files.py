@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
 import numpy as np
 import pytest
 
-from course.files import atomic_path, atomic_write
+from course.files import atomic_path, atomic_write, file_sha256, files_sha256
 
 
 def test_atomic_write_replaces_the_whole_file(tmp_path):
@@ -37,3 +38,19 @@ def test_the_temporary_keeps_the_suffix_and_private_files_stay_private(tmp_path)
     assert list(np.load(tmp_path / "arrays.npz")["x"]) == [0, 1, 2]
     atomic_write(tmp_path / "token.json", "{}", mode=0o600)
     assert stat.S_IMODE(os.stat(tmp_path / "token.json").st_mode) == 0o600
+
+
+def test_digests_change_with_any_byte_name_or_missing_file(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_bytes(b"x = 1\n")
+    b.write_bytes(b"y = 2\n")
+    assert file_sha256(a) == hashlib.sha256(b"x = 1\n").hexdigest()
+    first = files_sha256([a, b])
+    assert files_sha256([a, b]) == first
+    b.write_bytes(b"y = 3\n")
+    edited = files_sha256([a, b])
+    b.rename(tmp_path / "c.py")
+    renamed = files_sha256([a, tmp_path / "c.py"])
+    missing = files_sha256([a, b])
+    by_path = files_sha256([a, tmp_path / "c.py"], label=lambda f: f"sub/{f.name}")
+    assert len({first, edited, renamed, missing, by_path}) == 5

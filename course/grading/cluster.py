@@ -36,6 +36,7 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from course.files import file_sha256, files_sha256
 from course.grading import grade
 from course.grading.grade import Job, Outcome, Settings
 from course.grading.submission import MAX_BYTES, load_submission
@@ -69,11 +70,8 @@ def environment() -> dict[str, str]:
     import course
 
     pkg = Path(course.__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(f.relative_to(pkg).as_posix().encode())
-        h.update(f.read_bytes())
-    env = {"course package": h.hexdigest(), "python": ".".join(platform.python_version_tuple()[:2])}
+    digest = files_sha256(sorted(pkg.rglob("*.py")), label=lambda f: f.relative_to(pkg).as_posix())
+    env = {"course package": digest, "python": ".".join(platform.python_version_tuple()[:2])}
     for name in LIBRARIES:
         try:
             env[name] = version(name)
@@ -92,7 +90,7 @@ def _reference_problems(root: Path) -> list[str]:
     bad = []
     for rel, digest in sorted(listed.items()):
         f = ref / rel
-        if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+        if not f.is_file() or file_sha256(f) != digest:
             bad.append(rel)
     return bad
 

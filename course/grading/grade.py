@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import hashlib
 import io
 import json
 import multiprocessing
@@ -40,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from course.files import atomic_write, files_sha256
 from course.grading.submission import Submission, exercise_of, load_submission
 from course.notebooks import EXERCISES
 
@@ -129,23 +129,7 @@ def fingerprint(root: Path, exercise: str) -> str:
     nb = EXERCISES[exercise]
     g = root / "graders"
     files = sorted(g.glob("*.py")) + [g / "reference" / "manifest.json", root / "solutions" / nb / f"{nb}.ipynb"]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes() if f.is_file() else b"<missing>")
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return files_sha256(files)
 
 
 @functools.lru_cache(maxsize=1)
@@ -386,7 +370,7 @@ def make_result(job: Job, sub: Submission, graders: str, outcome: Outcome) -> di
 
 def write_result(target: Path, result: dict) -> None:
     """Write one ``results.json`` atomically (complete or absent)."""
-    _atomic_write(target, json.dumps(result, indent=1, sort_keys=True) + "\n")
+    atomic_write(target, json.dumps(result, indent=1, sort_keys=True) + "\n", mode=0o600)
 
 
 def grade_one(
@@ -428,7 +412,7 @@ def write_grades_csv(results: list[dict], path: str | os.PathLike) -> None:
                 *[f"{by[t]:g}" if t in by else "" for t in tasks],
             ]
         )
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(path, buf.getvalue(), mode=0o600)
 
 
 @contextlib.contextmanager
