@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from course.exercises import EXERCISES  # noqa: E402
 from course.grading.cluster import CPUS_ENV, grade_on_cluster  # noqa: E402
 from course.grading.grade import Settings, discover, grade_all  # noqa: E402
-from course.notebooks import EXERCISES  # noqa: E402
 
 NBS = list(EXERCISES.values())
 

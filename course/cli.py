@@ -157,7 +157,7 @@ def cmd_check(args) -> int:
     """Run the visible tests of one exercise notebook with pytest (the self-check plugin)."""
     import pytest
 
-    from course.notebooks import resolve_exercise
+    from course.exercises import resolve_exercise
 
     folder = resolve_exercise(args.exercise, args.root)
     return int(pytest.main([str(folder), "-q", "--no-header", "-p", "no:cacheprovider", *args.pytest_args]))

@@ -1,6 +1,7 @@
-"""Reading and executing course notebooks: nbgrader cells by grade_id, and per-cell outcomes.
+"""Reading and executing notebooks: nbgrader cells by grade_id, and per-cell outcomes.
 
-Used by the release pipeline, the student self-check plugin, the reference loader and the graders.
+Used by the release pipeline, the student self-check plugin, the reference loader and the graders; which
+notebooks and tasks the course has is :mod:`course.exercises`' business.
 """
 
 from __future__ import annotations
@@ -16,29 +17,16 @@ from pathlib import Path
 import nbformat
 
 __all__ = [
-    "EXERCISES",
-    "TRAINING_SUFFIXES",
     "CellOutcome",
     "ExecutedNotebook",
     "GradedCell",
-    "exercise_dirs",
     "execute_notebook",
     "graded_cells",
     "nbgrader_meta",
     "read_notebook",
-    "resolve_exercise",
     "solution_cells",
 ]
 
-#: Exercise id -> notebook name; the same ids are used in grade_ids, pytest markers, graders and docs anchors.
-EXERCISES = {
-    "ex1": "01_kernels",
-    "ex2": "02_strides_padding",
-    "ex3": "03_first_cnn",
-    "ex4": "04_activation_stats",
-    "ex5": "05_one_cycle",
-    "ex6": "06_batchnorm",
-}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -167,59 +155,10 @@ def _outcome(index: int, cell, seconds: float) -> CellOutcome:
     return CellOutcome(index, "ok", seconds=seconds)
 
 
-def exercise_dirs(root: str | os.PathLike, kind: str = "exercises") -> dict[str, Path]:
-    """exercise id -> notebook path under ``root/kind`` for the notebooks that exist."""
-    base = Path(root) / kind
-    return {ex: base / nb / f"{nb}.ipynb" for ex, nb in EXERCISES.items() if (base / nb / f"{nb}.ipynb").is_file()}
+def __getattr__(name: str):
+    """``EXERCISES`` lives in :mod:`course.exercises`; grade.py, cluster.py and test_grading.py still import it here."""
+    if name == "EXERCISES":
+        from course.exercises import EXERCISES
 
-
-def resolve_exercise(name: str, root: str | os.PathLike = ".", kind: str = "exercises") -> Path:
-    """Accept 'ex3', '03_first_cnn', '3', a folder or a notebook path; return the notebook's folder."""
-    p = Path(name)
-    if p.suffix == ".ipynb" and p.is_file():
-        return p.parent
-    if p.is_dir() and any(p.glob("*.ipynb")):
-        return p
-    key = name.lower().removeprefix("ex").lstrip("0")
-    for ex, nb in EXERCISES.items():
-        if name in (ex, nb) or key == ex[2:]:
-            folder = Path(root) / kind / nb
-            if folder.is_dir():
-                return folder
-            raise FileNotFoundError(f"{folder} does not exist; run `course release` or check the course folder")
-    known = ", ".join(f"{ex} ({nb})" for ex, nb in EXERCISES.items())
-    raise ValueError(f"unknown exercise {name!r}; use one of {known}, or a notebook path")
-
-
-#: grade_id endings of the tasks whose answer cell trains a model on the full data set: graders and the reference
-#: loader never execute them (graders read them and train a short run instead)
-TRAINING_SUFFIXES = ("_train", "_final")
-
-
-def load_solution_module(path: str | os.PathLike, name: str | None = None):
-    """Execute a source notebook's imports cell and solution cells into a fresh module; return it.
-
-    This is how the reference implementations are obtained: straight from ``solutions/``, never from a
-    second copy. Training tasks (grade_ids ending in ``_train`` or ``_final``) are skipped.
-    """
-    import types
-
-    path = Path(path)
-    nb = read_notebook(path)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    if not code:
-        raise ValueError(f"{path} has no code cells")
-    module = types.ModuleType(name or f"reference_{path.stem}")
-    module.__file__ = str(path)
-    chunks = [("imports", code[0].source)]
-    for cell in code[1:]:
-        meta = nbgrader_meta(cell)
-        gid = str(meta.get("grade_id", ""))
-        if meta.get("solution") and not gid.endswith(TRAINING_SUFFIXES):
-            chunks.append((gid, cell.source))
-    for gid, src in chunks:
-        try:
-            exec(compile(src, f"{path.name}::{gid}", "exec"), module.__dict__)  # noqa: S102 (trusted source notebook)
-        except Exception as exc:
-            raise RuntimeError(f"{path}: cell {gid!r} failed while loading the reference ({exc})") from exc
-    return module
+        return EXERCISES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

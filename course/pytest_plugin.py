@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from course.notebooks import EXERCISES, CellOutcome, GradedCell, execute_notebook, graded_cells, read_notebook
+from course.exercises import EXERCISES
+from course.notebooks import CellOutcome, GradedCell, execute_notebook, graded_cells, nbgrader_meta, read_notebook
 
 __all__ = ["BrokenNotebookItem", "CellFailed", "GradedCellItem", "NotebookFile"]
 
@@ -74,8 +75,6 @@ class NotebookFile(pytest.File):
 
     def unanswered_before(self, index: int) -> list[str]:
         """grade_ids of solution cells above ``index`` that raised (e.g. NotImplementedError)."""
-        from course.notebooks import nbgrader_meta
-
         run = self.executed()
         out = []
         for i, cell in enumerate(self._nb.cells[:index]):

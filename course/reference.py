@@ -5,7 +5,11 @@ are the solution cells of the source notebooks, executed into modules by ``load_
 here re-implements them. Artifacts go to ``graders/reference/``:
 
 - ``manifest.json``: device, versions, seed, data hashes, every run's per-epoch table next to the book's
-  number, wall times, tolerances, and the sha256 of every other file;
+  number, wall times, tolerances, and the sha256 of every other file:
+  ``{"environment": {"device": ..., "device_name": ...}, "seed": int, "runs": {RUN: {"epochs_table": [EPOCH, ...],
+  "final_accuracy": float, ...}}, "budgets": {...}, "files": {PATH: SHA256}, ...}`` where each ``EPOCH`` is
+  ``{"epoch", "train_loss", "valid_loss", "accuracy", "seconds"}`` (accuracy a fraction in [0, 1]). Everything
+  reads it through :func:`load_manifest`;
 - ``weights/<run>.pt``: final state dicts (load with ``torch.load(..., weights_only=True)``);
 - ``traces.npz``: per-step learning rate and momentum of every run (``<run>.lr``, ``<run>.mom``);
 - ``stats/<run>.npz``: activation statistics per hooked layer and training batch: ``mean``, ``std``,
@@ -34,10 +38,17 @@ from course.files import file_sha256
 
 __all__ = [
     "BUDGETS",
+    "CHAPTER_RUNS",
+    "ENV_REFERENCE",
+    "REFERENCE_COMMAND",
     "RUNS",
+    "ArtifactError",
     "GraderRun",
     "Run",
+    "load_manifest",
     "load_references",
+    "load_solution_module",
+    "reference_dir",
     "run_budget",
     "train_reference",
     "train_run",
@@ -45,12 +56,15 @@ __all__ = [
 ]
 
 DEFAULT_OUT = Path("graders") / "reference"
+ENV_REFERENCE = "COURSE_REFERENCE_DIR"
+REFERENCE_COMMAND = "course reference train"
 SCHEMA = 1
 
 
 @dataclass(frozen=True)
 class Run:
-    """One training run of the chapter's progression (or its further research)."""
+    """One training run of the chapter's progression (``label`` R1..R6, as the site numbers them) or its further
+    research; ``book_accuracy`` is what the book printed, ``setup`` how the site's tables describe the run."""
 
     name: str
     title: str
@@ -62,10 +76,25 @@ class Run:
     book_accuracy: float | None
     stats: bool = False
     spread_seeds: tuple[int, ...] = ()  # the same recipe again with these seeds: how much of a result is the seed
+    label: str = ""
+    setup: str = ""
 
 
+#: The chapter's runs in the order the chapter tells them (book accuracies from its printed tables), then the
+#: further research.
 RUNS = (
-    Run("r1_sample", "MNIST_SAMPLE simple_cnn, 1cycle 0.01, 2 epochs", "sample", 64, "one_cycle", 0.01, 2, 0.9902),
+    Run(
+        "r1_sample",
+        "MNIST_SAMPLE simple_cnn, 1cycle 0.01, 2 epochs",
+        "sample",
+        64,
+        "one_cycle",
+        0.01,
+        2,
+        0.990186,
+        label="R1",
+        setup="3s vs 7s, `simple_cnn` (4-8-16-32-2), bs 64, `fit_one_cycle(2, 0.01)`",
+    ),
     Run(
         "r2_constant_bs64",
         "MNIST simple_cnn, constant LR 0.06, bs 64",
@@ -76,6 +105,8 @@ RUNS = (
         1,
         0.1135,
         stats=True,
+        label="R2",
+        setup="all digits, `simple_cnn()` (8-16-32-64-10), bs 64, constant LR 0.06",
     ),
     Run(
         "r3_constant_bs512",
@@ -87,10 +118,48 @@ RUNS = (
         1,
         0.1135,
         stats=True,
+        label="R3",
+        setup="same, bs 512, constant LR 0.06",
     ),
-    Run("r4_one_cycle", "+ 1cycle, lr_max 0.06, bs 512", "baseline", 512, "one_cycle", 0.06, 1, 0.9743, stats=True),
-    Run("r5_batchnorm", "+ BatchNorm", "bn", 512, "one_cycle", 0.06, 1, 0.9864, stats=True),
-    Run("r6_final", "+ 5 epochs, lr_max 0.1", "bn", 512, "one_cycle", 0.1, 5, 0.9912, spread_seeds=(0, 1, 2, 3)),
+    Run(
+        "r4_one_cycle",
+        "+ 1cycle, lr_max 0.06, bs 512",
+        "baseline",
+        512,
+        "one_cycle",
+        0.06,
+        1,
+        0.9743,
+        stats=True,
+        label="R4",
+        setup="bs 512, 1cycle with `lr_max` 0.06, 1 epoch",
+    ),
+    Run(
+        "r5_batchnorm",
+        "+ BatchNorm",
+        "bn",
+        512,
+        "one_cycle",
+        0.06,
+        1,
+        0.9864,
+        stats=True,
+        label="R5",
+        setup="+ batch normalization, 1cycle 0.06, 1 epoch",
+    ),
+    Run(
+        "r6_final",
+        "+ 5 epochs, lr_max 0.1",
+        "bn",
+        512,
+        "one_cycle",
+        0.1,
+        5,
+        0.9912,
+        spread_seeds=(0, 1, 2, 3),
+        label="R6",
+        setup="+ batch normalization, 1cycle 0.1, 5 epochs",
+    ),
     Run("fr_layernorm", "further research: LayerNorm (GroupNorm(1, nf))", "norm:layer", 512, "one_cycle", 0.1, 5, None),
     Run("fr_groupnorm", "further research: GroupNorm", "norm:group", 512, "one_cycle", 0.1, 5, None),
     Run(
@@ -105,6 +174,8 @@ RUNS = (
     ),
     Run("fr_relu_bn", "further research: Conv -> ReLU -> BN (final recipe)", "relu_bn", 512, "one_cycle", 0.1, 5, None),
 )
+#: The chapter's progression (R1..R6) by name, as the site's tables list it.
+CHAPTER_RUNS = {r.name: r for r in RUNS if r.label}
 
 
 @dataclass(frozen=True)
@@ -140,15 +211,74 @@ BUDGETS = (
 TOLERANCES = {"accuracy_abs": 0.006, "trace_rtol": 1e-9}
 
 
+class ArtifactError(ValueError):
+    """A reference artifact exists but does not have the documented format."""
+
+
+def reference_dir(root: str | os.PathLike = ".") -> Path:
+    """Where the artifacts are read from: ``$COURSE_REFERENCE_DIR`` or ``<root>/graders/reference``."""
+    env = os.environ.get(ENV_REFERENCE)
+    return Path(env) if env else Path(root) / DEFAULT_OUT
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """Read and check ``manifest.json`` (every run has a per-epoch table of accuracies in [0, 1]).
+
+    Raises ArtifactError naming the file and the problem.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON ({exc}); rerun `{REFERENCE_COMMAND}`") from exc
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, dict):
+        raise ArtifactError(f"{path} has no 'runs' object; rerun `{REFERENCE_COMMAND}`")
+    for key, run in runs.items():
+        epochs = run.get("epochs_table") if isinstance(run, dict) else None
+        if not isinstance(epochs, list) or not epochs:
+            raise ArtifactError(f"{path}: run {key!r} has no 'epochs_table' list")
+        for e in epochs:
+            acc = e.get("accuracy") if isinstance(e, dict) else None
+            if not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
+                raise ArtifactError(f"{path}: run {key!r} has an epoch whose accuracy {acc!r} is not in [0, 1]")
+    return data
+
+
+def load_solution_module(path: str | os.PathLike, name: str | None = None):
+    """Execute a source notebook's imports cell and answer cells into a fresh module; return it.
+
+    This is how the reference implementations are obtained: straight from ``solutions/``, never from a
+    second copy. Training tasks (:func:`course.exercises.trains`) are skipped.
+    """
+    import types
+
+    from course.exercises import trains
+    from course.notebooks import read_notebook, solution_cells
+
+    path = Path(path)
+    nb = read_notebook(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code:
+        raise ValueError(f"{path} has no code cells")
+    module = types.ModuleType(name or f"reference_{path.stem}")
+    module.__file__ = str(path)
+    answers = [(gid, src) for gid, src in solution_cells(nb).items() if not trains(gid)]
+    chunks = [("imports", code[0].source), *answers]
+    for gid, src in chunks:
+        try:
+            exec(compile(src, f"{path.name}::{gid}", "exec"), module.__dict__)  # noqa: S102 (trusted source notebook)
+        except Exception as exc:
+            raise RuntimeError(f"{path}: cell {gid!r} failed while loading the reference ({exc})") from exc
+    return module
+
+
 def load_references(root: str | os.PathLike = "."):
     """The reference modules ex3 (CNN pieces), ex4 (ActivationStats), ex5 (1cycle), ex6 (BatchNorm)."""
-    from course.notebooks import EXERCISES, load_solution_module
+    from course.exercises import notebook_path
 
-    root = Path(root)
     mods = {}
     for ex in ("ex3", "ex4", "ex5", "ex6"):
-        nb = EXERCISES[ex]
-        path = root / "solutions" / nb / f"{nb}.ipynb"
+        path = notebook_path(ex, root)
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the reference implementations come from solutions/")
         mods[ex] = load_solution_module(path, f"reference_{ex}")
@@ -468,11 +598,11 @@ def verify_reference(path: str | os.PathLike = DEFAULT_OUT) -> list[str]:
     path = Path(path)
     mf = path / "manifest.json"
     if not mf.is_file():
-        return [f"{mf} is missing: run `course reference train`"]
+        return [f"{mf} is missing: run `{REFERENCE_COMMAND}`"]
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
-        return [f"{mf} is not valid JSON ({exc})"]
+        manifest = load_manifest(mf)
+    except ArtifactError as exc:
+        return [str(exc)]
     problems = []
     listed = manifest.get("files", {})
     present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {"manifest.json"}

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from course.exercises import EXERCISES, exercise_of, read_exercise
 from course.grading import Limits, Sandbox
-from course.grading.submission import Submission, exercise_of, load_submission, source_notebook, tasks_of
-from course.notebooks import EXERCISES, read_notebook
+from course.grading.submission import Submission, load_submission
+from course.reference import load_manifest
 
 from .checks import CheckFailed, RuleBroken, SandboxedSubmission, fail
 from .rules import names_used, tampering
@@ -79,7 +80,7 @@ def pytest_collection_modifyitems(config, items):
         (keep if _MODULE_EXERCISE.get(item.module.__name__.rsplit(".", 1)[-1]) == ex else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-    order = {t.grade_id: i for i, t in enumerate(tasks_of(read_notebook(source_notebook(ex, ROOT))))}
+    order = {t.grade_id: i for i, t in enumerate(read_exercise(ex, ROOT).tasks)}
     keep.sort(key=lambda item: order.get(task_of(item), len(order)))  # stable: file order within a task
     items[:] = keep
 
@@ -240,7 +241,7 @@ def manifest():
     path = REFERENCE / "manifest.json"
     if not path.is_file():
         pytest.fail(f"{path} is missing: run `course reference train`")
-    return json.loads(path.read_text())
+    return load_manifest(path)
 
 
 @pytest.hookimpl(hookwrapper=True)

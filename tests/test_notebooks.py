@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from course.notebooks import EXERCISES, graded_cells, nbgrader_meta, read_notebook, solution_cells
+from course.exercises import EXERCISES, task_of_test
+from course.notebooks import graded_cells, nbgrader_meta, read_notebook, solution_cells
 from course.release import check_release, find_leaks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_source_follows_the_contract(ex, nb_name):
     ]
     assert headings, "task headings look like '## Exercise 3.1 — Flatten (1 point)'"
     assert f"({ex})" in nb.cells[0].source, f"the title cell names the exercise id ({ex})"
-    points = {t: sum(g.points for g in tests if g.grade_id.startswith(f"{t}_test")) for t in tasks}
+    points = {t: sum(g.points for g in tests if task_of_test(g.grade_id) == t) for t in tasks}
     assert sorted(p for p in points.values() if p) == sorted(p for _, p in headings), (points, headings)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("outputs", []) == [] for c in code), "outputs are cleared before commit"

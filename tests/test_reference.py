@@ -29,7 +29,8 @@ def test_manifest_covers_every_run_next_to_the_book(manifest):
     assert set(manifest["runs"]) == {r.name for r in RUNS}
     for run in RUNS:
         row = manifest["runs"][run.name]
-        assert len(row["epochs_table"]) == run.epochs and row["book_accuracy"] == run.book_accuracy
+        assert len(row["epochs_table"]) == run.epochs
+        assert row["book_accuracy"] == pytest.approx(run.book_accuracy, abs=5e-5)  # R1's 0.990186 was stored rounded
     env = manifest["environment"]
     assert env["device"] in ("cpu", "cuda") or env["device"].startswith("cuda")
     assert set(manifest["data_sha256"]) == {"x_train", "y_train", "x_test", "y_test"}
@@ -78,7 +79,7 @@ def test_tampering_is_caught(tmp_path):
     assert "stats/r5_batchnorm.npz is listed in the manifest but missing" in problems
     assert "notes.txt is not listed" in problems
     (copy / "manifest.json").write_text("{not json")
-    assert "not valid JSON" in verify_reference(copy)[0]
+    assert "not readable JSON" in verify_reference(copy)[0]
 
 
 @pytest.mark.slow

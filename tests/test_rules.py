@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.notebooks import EXERCISES, nbgrader_meta
+from course.exercises import EXERCISES
+from course.notebooks import nbgrader_meta
 from graders.recipes import read_recipe
 from graders.rules import ALLOWED_IMPORTS, RULES, tampering, violations, watched_ops
 from graders.test_01_kernels import _nested_comprehension_problem

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from course.exercises import task_of_test
+
 __all__ = ["write_gradebook"]
 
 PREFIX = "Hidden graders: "
@@ -68,7 +70,7 @@ def _plan(gb, result: dict, missing) -> dict[str, list]:
     plan = {}
     for test in result["tests"]:
         task = test["name"]
-        plan[task] = [(c.name, c.max_score) for c in notebook.grade_cells if c.name.startswith(f"{task}_test")]
+        plan[task] = [(c.name, c.max_score) for c in notebook.grade_cells if task_of_test(c.name) == task]
         if not plan[task] or task not in solution:
             raise ValueError(f"the gradebook's {name!r} has no cells for task {task!r}; regenerate the assignment")
     return plan

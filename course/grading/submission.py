@@ -15,24 +15,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.notebooks import EXERCISES, TRAINING_SUFFIXES, graded_cells, nbgrader_meta, read_notebook
+from course.exercises import EXERCISES, Task, exercise_of, read_exercise
 
-__all__ = ["Submission", "Task", "exercise_of", "load_submission", "runnable", "source_notebook", "tasks_of"]
+__all__ = ["Submission", "Task", "exercise_of", "load_submission", "runnable"]
 
 MAX_BYTES = 32 << 20  # a notebook larger than this is not read at all
-
-
-@dataclass(frozen=True)
-class Task:
-    """A graded task: its grade_id (the solution cell) and points (the sum of its visible test cells')."""
-
-    grade_id: str
-    points: float
-
-    @property
-    def trains(self) -> bool:
-        """Its answer cell trains on the full data set: graders read that cell and train a short run instead."""
-        return self.grade_id.endswith(TRAINING_SUFFIXES)
 
 
 @dataclass
@@ -60,34 +47,6 @@ class Submission:
             if not t.trains and t.grade_id in self.cells:
                 out.append((t.grade_id, self.cells[t.grade_id]))
         return out
-
-
-def source_notebook(exercise: str, root: str | os.PathLike = ".") -> Path:
-    """The instructor's source notebook of an exercise id (ex1..ex6)."""
-    nb = EXERCISES[exercise]
-    return Path(root) / "solutions" / nb / f"{nb}.ipynb"
-
-
-def exercise_of(path: str | os.PathLike) -> str:
-    """The exercise id of a submitted notebook, from its file name (e.g. 03_first_cnn.ipynb -> ex3)."""
-    stem = Path(path).stem
-    for ex, nb in EXERCISES.items():
-        if stem == nb:
-            return ex
-    known = ", ".join(f"{nb}.ipynb" for nb in EXERCISES.values())
-    raise ValueError(f"cannot tell which exercise {Path(path).name!r} is; submissions are named {known}")
-
-
-def tasks_of(source_nb) -> list[Task]:
-    """Tasks of a source notebook, with points = the sum of their visible test cells' points."""
-    tests = graded_cells(source_nb)
-    tasks = []
-    for cell in source_nb.cells:
-        meta = nbgrader_meta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and "grade_id" in meta:
-            gid = str(meta["grade_id"])
-            tasks.append(Task(gid, sum(t.points for t in tests if t.grade_id.startswith(f"{gid}_test"))))
-    return tasks
 
 
 def strip_magics(source: str) -> str:
@@ -145,9 +104,8 @@ def load_submission(path: str | os.PathLike, root: str | os.PathLike = ".", exer
     """Read a submitted notebook next to its source; never raises for anything in the submitted file."""
     path = Path(path)
     exercise = exercise or exercise_of(path)
-    src = read_notebook(source_notebook(exercise, root))
-    tasks = tasks_of(src)
-    code = [c for c in src.cells if c.cell_type == "code"]
+    source = read_exercise(exercise, root)
+    tasks = list(source.tasks)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
@@ -157,7 +115,7 @@ def load_submission(path: str | os.PathLike, root: str | os.PathLike = ".", exer
         raw, unreadable = b"", f"the submitted file could not be read ({e.strerror or e})"
     else:
         unreadable = ""
-    sub = Submission(path, exercise, EXERCISES[exercise], hashlib.sha256(raw).hexdigest(), tasks, code[0].source)
+    sub = Submission(path, exercise, EXERCISES[exercise], hashlib.sha256(raw).hexdigest(), tasks, source.preamble)
     cells = None
     if not unreadable:
         try:

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make `course` and `tests.grading_cases` importable
     sys.path.insert(0, str(ROOT))
 
-from course.notebooks import EXERCISES, execute_notebook, nbgrader_meta, read_notebook  # noqa: E402
+from course.exercises import EXERCISES  # noqa: E402
+from course.notebooks import execute_notebook, nbgrader_meta, read_notebook  # noqa: E402
 
 ENV_KEYS = ("COURSE_DATA", "COURSE_OFFLINE", "COURSE_CACHE", "COURSE_FULL", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CELL_TIMEOUT = 600
