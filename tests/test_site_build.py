@@ -11,7 +11,9 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from course.site import figures, runs
+from course.exercises import EXERCISES, read_exercise
+from course.reference import reference_dir
+from course.site import figures
 from course.site.build import build_site
 from course.site.quiz import load_bank
 
@@ -133,7 +135,7 @@ def test_every_nav_page_is_built(built):
 
 
 def test_markers_are_all_replaced(built):
-    marker = re.compile(r"<!--\s*(figure|results-table|epochs-table|research-table|quiz-bank|exercise|cli-status)")
+    marker = re.compile(r"<!--\s*(figure|results-table|epochs-table|research-table|quiz-bank|exercise)")
     for html in built.site_dir.rglob("*.html"):
         assert not marker.search(html.read_text()), html
 
@@ -192,15 +194,11 @@ def test_figures_are_built_and_used(built):
     assert every == set(figures.FIGURES)
 
 
-def test_missing_run_figures_name_the_command(built):
-    reference = runs.reference_dir(ROOT) / "stats" / "r2_constant_bs64.npz"
+def test_run_figures_are_drawn_from_the_committed_reference(built):
+    assert (reference_dir(ROOT) / "stats" / "r2_constant_bs64.npz").is_file()
     page = (built.site_dir / "chapter" / "09-baseline.html").read_text()
-    if reference.is_file():
-        assert 'src="../figures/stats_baseline_first.svg"' in page
-    else:
-        assert page.count("figure-missing") == 2
-        assert "course reference train" in page and "stats/r2_constant_bs64.npz" in page
-        assert "not yet trained" in (built.site_dir / "chapter" / "index.html").read_text()
+    assert 'src="../figures/stats_baseline_first.svg"' in page and "figure-missing" not in page
+    assert "not yet trained" not in (built.site_dir / "chapter" / "index.html").read_text()
 
 
 def test_quiz_page_holds_all_forty_questions(built):
@@ -215,12 +213,10 @@ def test_quiz_page_holds_all_forty_questions(built):
 
 
 def test_exercise_pages_have_every_task_anchor(built):
-    from course.site.exercises import EXERCISES
-
-    for ex in EXERCISES.values():
-        page = (built.site_dir / ex.page.replace(".md", ".html")).read_text()
-        for task_id, _, _ in ex.tasks:
-            assert f'id="{task_id}"' in page, (ex.page, task_id)
+    for ex, nb in EXERCISES.items():
+        page = (built.site_dir / "exercises" / f"{nb}.html").read_text()
+        for task in read_exercise(ex, ROOT).tasks:
+            assert f'id="{task.grade_id}"' in page, (nb, task.grade_id)
 
 
 def _text(html: str) -> str:
@@ -273,17 +269,13 @@ def test_chapter_pages_show_their_code(built):
 
 
 def test_exercise_pages_carry_the_notebooks_paragraphs(built):
-    from course.site import exercises
-
-    for ex in exercises.EXERCISES.values():
-        info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
-        page = (built.site_dir / ex.page.replace(".md", ".html")).read_text()
-        for task in info.tasks:
-            section = page.split(f'id="{task.task_id}"', 1)[1]
-            assert "You implement" not in _text(section)[:300], task.task_id  # the contract's fallback line
+    for ex, nb in EXERCISES.items():
+        page = (built.site_dir / "exercises" / f"{nb}.html").read_text()
+        for task in read_exercise(ex, ROOT).tasks:
+            section = page.split(f'id="{task.grade_id}"', 1)[1]
             words = re.sub(r"[`*]", "", task.statement.split("\n\n")[0]).split()[:6]
             words = list(itertools.takewhile(lambda w: "$" not in w and "\\" not in w, words))  # text before math
-            assert "".join(words) in "".join(_text(section).split())[:2000], (task.task_id, words)
+            assert "".join(words) in "".join(_text(section).split())[:2000], (task.grade_id, words)
     ex6 = _text((built.site_dir / "exercises" / "06_batchnorm.html").read_text())
     assert "It takes about 15 to 30 s on a laptop CPU." in ex6 and "few minutes" not in ex6
     index = (built.site_dir / "exercises" / "index.html").read_text()

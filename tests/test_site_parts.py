@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from course import reference as ref
+from course.exercises import EXERCISES, notebook_path, read_exercise
 from course.site import exercises, figures, hooks, runs
 from course.site.cache import FigureCache
 
@@ -62,7 +64,7 @@ def write_first_layer(path: Path) -> dict:
 @pytest.fixture()
 def reference(tmp_path, monkeypatch):
     root = write_reference(tmp_path / "reference")
-    monkeypatch.setenv(runs.ENV_REFERENCE, str(root))
+    monkeypatch.setenv(ref.ENV_REFERENCE, str(root))
     return root
 
 
@@ -105,24 +107,22 @@ def test_layer_stats_and_color_dim_draw_the_artifact(reference):
 
 def test_malformed_artifact_names_the_file(tmp_path):
     root = write_reference(tmp_path / "bad", broken=True)
-    with pytest.raises(runs.ArtifactError, match=r"r2_constant_bs64\.npz: 'hist' has shape"):
+    with pytest.raises(ref.ArtifactError, match=r"r2_constant_bs64\.npz: 'hist' has shape"):
         runs.load_activation_stats(root / "stats" / "r2_constant_bs64.npz")
     (root / "manifest.json").write_text(json.dumps({"runs": {"r1_sample": {"epochs_table": [{"accuracy": 99}]}}}))
-    with pytest.raises(runs.ArtifactError, match="not in"):
-        runs.load_manifest(root / "manifest.json")
+    with pytest.raises(ref.ArtifactError, match="not in"):
+        ref.load_manifest(root / "manifest.json")
 
 
 def test_render_all_draws_run_figures_only_when_artifacts_exist(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.ENV_REFERENCE, str(tmp_path / "nothing-here"))
+    monkeypatch.setenv(ref.ENV_REFERENCE, str(tmp_path / "nothing-here"))
     specs = {n: figures.FIGURES[n] for n in ("padding_stride", *sorted(STATS_FIGURES))}
     cache = FigureCache(tmp_path / "cache", figures.code_digest())
-    out = figures.render_all(figures.Sources(tmp_path, reference_available=True), cache, specs)
+    out = figures.render_all(figures.Sources(tmp_path), cache, specs)
     assert isinstance(out["padding_stride"], figures.Rendered)
     for name in STATS_FIGURES:
         assert isinstance(out[name], figures.Missing)
         assert "`course reference train` writes it" in out[name].reasons[0]
-    later = figures.render_all(figures.Sources(tmp_path, reference_available=False), cache, specs)
-    assert "coming with the grader release" in later[sorted(STATS_FIGURES)[0]].reasons[0]
 
     write_reference(tmp_path / "nothing-here")
     out = figures.render_all(figures.Sources(tmp_path), cache, specs)
@@ -147,14 +147,12 @@ def test_cache_reuses_figures_and_redraws_what_changed(tmp_path, reference):
 
 
 def test_results_tables_show_book_and_ours(reference):
-    manifest = runs.load_manifest(reference / "manifest.json")
+    manifest = ref.load_manifest(reference / "manifest.json")
     table = runs.results_table(manifest)
+    assert "| R1 |" in table and "99.02% | not yet trained |" in table  # the book's 0.990186
     assert "| R4 |" in table and "97.43% | 97.51% |" in table
     assert "| R5 |" in table and "98.64% | not yet trained |" in table
     assert "Test GPU (cuda)" in table
-    empty = runs.results_table(None, command_available=False)
-    assert empty.count("| not yet trained |") == 6 and "coming with the grader release" in empty
-    assert "rebuild the site" in runs.results_table(None, command_available=True)
     assert "| `fr_groupnorm` |" in runs.research_table(manifest)
     assert "99.12% | not yet trained |" in runs.epochs_table(manifest)
     assert "random starts" not in runs.epochs_table(manifest)
@@ -165,8 +163,8 @@ def test_results_tables_show_book_and_ours(reference):
     )
 
 
-def make_state(tmp_path, reference=None) -> hooks.State:
-    state = hooks.State(repo_root=tmp_path, docs_dir=ROOT / "docs", commands={"check", "release"})
+def make_state(tmp_path) -> hooks.State:
+    state = hooks.State(repo_root=tmp_path, docs_dir=ROOT / "docs", manifest={"runs": {}})
     specs = {n: figures.FIGURES[n] for n in ("kernel_one_location", "color_dim_one_cycle")}
     cache = FigureCache(tmp_path / "cache", figures.code_digest())
     state.figures = figures.render_all(figures.Sources(tmp_path), cache, specs)
@@ -174,22 +172,17 @@ def make_state(tmp_path, reference=None) -> hooks.State:
 
 
 def test_markers_become_figures_notes_and_tables(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.ENV_REFERENCE, str(tmp_path / "none"))
+    monkeypatch.setenv(ref.ENV_REFERENCE, str(tmp_path / "none"))
     state = make_state(tmp_path)
     page = "<!-- figure: kernel_one_location -->\n\n<!-- figure: color_dim_one_cycle -->\n\n<!-- results-table -->\n"
     md = hooks.fill_markers(page, "chapter/01-features.md", state)
     assert '<img src="../figures/kernel_one_location.svg"' in md
     assert '!!! note figure-missing "Figure not drawn yet"' in md
-    assert "stats/r4_one_cycle.npz" in md and "`course reference train` (coming with the grader release)" in md
+    assert "stats/r4_one_cycle.npz" in md and "`course reference train` writes it" in md
     assert "| R6 |" in md and "not yet trained" in md
-    assert "`course grade`" in hooks.fill_markers("<!-- coming-soon -->", "instructor.md", state)
-    status = hooks.fill_markers("<!-- cli-status -->", "instructor.md", state)
-    assert "| `course check` | run an exercise notebook's visible tests and report points | available |" in status
-    assert (
-        "| `course grade` | grade submitted notebooks with the hidden graders | coming with the grader release |"
-        in status
-    )
     assert "`course check 01_kernels` runs" in hooks.fill_markers("<!-- course-check: ex1 -->", "x.md", state)
+    used = {name for md in (ROOT / "docs").rglob("*.md") for name, _ in hooks.MARKER.findall(md.read_text())}
+    assert used == set(hooks.RENDERERS), "every marker the pages use has a renderer, and every renderer is used"
 
 
 def test_benchmark_markers_show_the_last_measured_numbers(tmp_path):
@@ -246,10 +239,18 @@ def nb_cell(kind, source, nbgrader=None):
     return cell
 
 
+EX2_TASKS = (
+    ("ex2_output_size", "Output size"),
+    ("ex2_zero_pad", "Zero padding"),
+    ("ex2_conv2d", "Convolution from patches"),
+    ("ex2_conv_matrix", "The convolution as one matrix"),
+    ("ex2_receptive_field", "Receptive fields"),
+)
+
+
 def write_notebook(path: Path, points=(1, 2), heading_points=(1, 3)) -> Path:
-    ex = exercises.EXERCISES["ex2"]
-    cells = [nb_cell("markdown", "# Exercise 2 — Strides (ex2)\n")]
-    for k, (task_id, title, _) in enumerate(ex.tasks, start=1):
+    cells = [nb_cell("markdown", "# Exercise 2 — Strides (ex2)\n"), nb_cell("code", "import torch")]
+    for k, (task_id, title) in enumerate(EX2_TASKS, start=1):
         p = points[k - 1] if k <= len(points) else 1
         hp = heading_points[k - 1] if k <= len(heading_points) else 1
         cells += [
@@ -266,35 +267,45 @@ def write_notebook(path: Path, points=(1, 2), heading_points=(1, 3)) -> Path:
     return path
 
 
-def test_notebook_info_reads_points_and_reports_mismatches(tmp_path):
-    ex = exercises.EXERCISES["ex2"]
-    info = exercises.read_notebook_info(write_notebook(tmp_path / "nb.ipynb"), ex)
-    assert [t.task_id for t in info.tasks] == [t[0] for t in ex.tasks]
-    assert [t.points for t in info.tasks] == [1, 3, 1, 1, 1]
-    assert [t.test_points for t in info.tasks] == [1, 2, 1, 1, 1]
-    assert info.problems == ("nb.ipynb: 'Exercise 2.2' says 3 points, its test cells give 2",)
-    md = exercises.render_exercise(ex, info, "solutions/02_strides_padding/02_strides_padding.ipynb")
-    assert "| 2.2 | [Zero padding](#ex2_zero_pad) | `ex2_zero_pad` | 3 | 1 |" in md
-    assert "**total** | | **7**" in md
+def test_notebook_tasks_read_points_and_report_mismatches(tmp_path):
+    nb = read_exercise("ex2", path=write_notebook(tmp_path / "nb.ipynb"))
+    assert [t.grade_id for t in nb.tasks] == [t for t, _ in EX2_TASKS] and nb.preamble == "import torch"
+    assert [t.stated_points for t in nb.tasks] == [1, 3, 1, 1, 1]
+    assert [t.points for t in nb.tasks] == [1, 2, 1, 1, 1]
+    assert nb.problems == ("nb.ipynb: 'Exercise 2.2' says 3 points, its test cells give 2",)
+    md = exercises.render_exercise(nb, "solutions/02_strides_padding/02_strides_padding.ipynb")
+    assert "| 2.2 | [Zero padding](#ex2_zero_pad) | `ex2_zero_pad` | 2 | 1 |" in md  # the points graders award
+    assert "**total** | | **6**" in md
     assert "### 2.5 Receptive fields (1 point) {#ex2_receptive_field}" in md
 
 
-def test_exercise_page_without_notebook_keeps_every_anchor():
-    md = exercises.render_exercise(exercises.EXERCISES["ex6"], None, "solutions/06_batchnorm/06_batchnorm.ipynb")
-    assert "Notebook not in this checkout yet" in md
-    for task_id, _, _ in exercises.EXERCISES["ex6"].tasks:
-        assert f"{{#{task_id}}}" in md
+def test_tests_belong_to_tasks_by_name_and_strays_are_reported(tmp_path):
+    from course.exercises import task_of_test, trains
+
+    assert task_of_test("ex2_conv2d_test3") == task_of_test("ex2_conv2d_test") == "ex2_conv2d"
+    assert task_of_test("ex2_conv2d") is None and task_of_test("ex2_conv2d_tests") is None
+    assert trains("ex3_train") and trains("ex6_final") and not trains("ex2_conv2d")
+    path = write_notebook(tmp_path / "nb.ipynb")
+    nb = json.loads(path.read_text())
+    nb["cells"][3]["metadata"]["nbgrader"]["grade_id"] = "ex2_size"  # 2.1's answer: its tests now name no task
+    del nb["cells"][5]  # 2.2's heading
+    path.write_text(json.dumps(nb))
+    problems = read_exercise("ex2", path=path).problems
+    assert "nb.ipynb: answer cell 'ex2_zero_pad' has no '## Exercise N.M' heading before it" in problems
+    assert "nb.ipynb: test cells ['ex2_output_size_test'] belong to no answer cell 'ex2_output_size'" in problems
 
 
-PRESENT = [ex for ex in exercises.EXERCISES.values() if exercises.find_notebook(ROOT, ex)]
+def test_a_checkout_without_the_notebooks_stops_the_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither solutions/ nor exercises/"):
+        exercises.read_notebooks(tmp_path)
 
 
-@pytest.mark.parametrize("ex", PRESENT, ids=lambda e: e.id)
+@pytest.mark.parametrize("ex", list(EXERCISES))
 def test_committed_notebooks_agree_with_their_headings(ex):
     """The points in each notebook's headings equal its test cells' points (what the exercise pages show)."""
-    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
-    assert info.problems == ()
-    assert info.total > 0
+    nb = read_exercise(ex, ROOT)
+    assert nb.problems == ()
+    assert nb.total > 0
 
 
 # ---------------------------------------------------------------------------------------------- issue 12
@@ -358,46 +369,43 @@ def test_the_404_page_links_relative_to_the_site_root():
 
 
 def test_exercise_pages_show_the_notebooks_own_text_for_each_task(tmp_path):
-    ex = exercises.EXERCISES["ex2"]
     path = write_notebook(tmp_path / "nb.ipynb")
     nb = json.loads(path.read_text())
     # task 2.1: a second paragraph, an example code cell and a heading of its own before the answer cell
-    nb["cells"][1]["source"] = "## Exercise 2.1 — Output size (1 point)\n\nWrite `conv_output_size`.\n\n### Hint"
-    nb["cells"][2:2] = [nb_cell("code", "print(1 + 1)"), nb_cell("markdown", "More text.\n\n```text\n# kept\n```")]
+    nb["cells"][2]["source"] = "## Exercise 2.1 — Output size (1 point)\n\nWrite `conv_output_size`.\n\n### Hint"
+    nb["cells"][3:3] = [nb_cell("code", "print(1 + 1)"), nb_cell("markdown", "More text.\n\n```text\n# kept\n```")]
     path.write_text(json.dumps(nb))
-    info = exercises.read_notebook_info(path, ex)
-    first = info.tasks[0].statement
+    info = read_exercise("ex2", path=path)
+    first = exercises.page_markdown(info.tasks[0].statement)
     want = "Write `conv_output_size`.\n\n##### Hint\n\n```python\nprint(1 + 1)\n```\n\n"
     want += "More text.\n\n```text\n# kept\n```"
     assert first == want  # the notebook's "###" sits under the page's "###" task heading, code fences untouched
-    md = exercises.render_exercise(ex, info, "solutions/02_strides_padding/02_strides_padding.ipynb")
+    md = exercises.render_exercise(info, "solutions/02_strides_padding/02_strides_padding.ipynb")
     assert "### 2.1 Output size (1 point) {#ex2_output_size}\n\nWrite `conv_output_size`." in md
-    assert md.count("Text.") == 4 and "You implement" not in md  # tasks 2.2-2.5 keep their notebook text
+    assert md.count("Text.") == 4  # tasks 2.2-2.5 keep their notebook text
     assert "print(1 + 1)" in md and "def f()" not in md  # examples are shown, answer cells never
 
 
-@pytest.mark.parametrize("ex", PRESENT, ids=lambda e: e.id)
+@pytest.mark.parametrize("ex", list(EXERCISES))
 def test_every_committed_task_has_a_statement_students_already_see(ex):
     """Each task's page text is a real paragraph, and every line of it is in the student release too."""
     from course.notebooks import read_notebook
 
-    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
-    release = ROOT / "exercises" / ex.slug / f"{ex.slug}.ipynb"
+    info = read_exercise(ex, ROOT)
+    release = notebook_path(ex, ROOT, "exercises")
     released = "\n".join(c.source for c in read_notebook(release).cells)
     for task in info.tasks:
-        assert len(task.statement) > 80 and "." in task.statement, (task.task_id, task.statement)
+        assert len(task.statement) > 80 and "." in task.statement, (task.grade_id, task.statement)
         lines = [line.lstrip("#").strip() for line in task.statement.splitlines()]
         missing = [line for line in lines if line and not line.startswith("```") and line not in released]
-        assert not missing, (task.task_id, missing)
+        assert not missing, (task.grade_id, missing)
 
 
 def test_exercise_6_page_and_notebook_agree_on_the_training_time():
     """The page's only claim about the final run's time is the notebook's own sentence."""
     import re
 
-    ex = exercises.EXERCISES["ex6"]
-    info = exercises.read_notebook_info(exercises.find_notebook(ROOT, ex), ex)
-    final = next(t for t in info.tasks if t.task_id == "ex6_final")
+    final = read_exercise("ex6", ROOT).task("ex6_final")
     claim = re.search(r"[^.]*\b\d+ to \d+ s\b[^.]*\.", final.statement.replace("\n", " "))
     assert claim, "the notebook states how long the final training takes"
     page = (ROOT / "docs" / "exercises" / "06_batchnorm.md").read_text()

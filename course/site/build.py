@@ -148,7 +148,7 @@ def site_inputs(root: str | os.PathLike | None = None) -> dict[str, str]:
     """A digest per group of what the site is built from (the group names say why a build is stale)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from course.site.runs import reference_dir
+    from course.reference import reference_dir
 
     root = Path(root or repo_root()).resolve()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from course.reference import CHAPTER_RUNS, REFERENCE_COMMAND, reference_dir
 from course.site import diagrams, runs
 from course.site.cache import FigureCache, file_digest, source_digest
 
@@ -48,10 +49,9 @@ def feature_map(img: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
 class Sources:
     """Lazy access to the figures' inputs, with a content digest for each (None when missing)."""
 
-    def __init__(self, repo_root: str | Path, reference_available: bool = False) -> None:
+    def __init__(self, repo_root: str | Path) -> None:
         self.repo_root = Path(repo_root)
-        self.reference_available = reference_available
-        self.reference = runs.reference_dir(self.repo_root)
+        self.reference = reference_dir(self.repo_root)
         self._digests: dict[str, str | None] = {}
         self._why: dict[str, str] = {}
         self._mnist = None
@@ -85,10 +85,7 @@ class Sources:
             path = self.reference / name
             if path.is_file():
                 return file_digest(path)
-            later = "" if self.reference_available else " (coming with the grader release)"
-            self._why[need] = (
-                f"`{self._rel(path)}` is not in this checkout yet; `{runs.REFERENCE_COMMAND}`{later} writes it"
-            )
+            self._why[need] = f"`{self._rel(path)}` is not in this checkout; `{REFERENCE_COMMAND}` writes it"
             return None if kind == "ref" else "absent"
         raise ValueError(f"unknown figure input {need!r} (use mnist, bear, ref:<file> or opt:<file>)")
 
@@ -184,7 +181,7 @@ def _schedule(src: Sources):
 
 
 def _stats_spec(name: str, run: str, idx: int, caption: str, kind: str = "stats") -> FigureSpec:
-    title = f"{runs.RUNS[run].label}: {runs.RUNS[run].setup.replace('`', '')}"
+    title = f"{CHAPTER_RUNS[run].label}: {CHAPTER_RUNS[run].setup.replace('`', '')}"
     return FigureSpec(name, caption, _stats_figure(run, idx, title, kind), (f"ref:stats/{run}.npz",))
 
 
@@ -331,7 +328,7 @@ def _sample_valid(src: Sources) -> tuple[np.ndarray, ...]:
 def code_digest() -> str:
     """Digest of the code that draws figures: editing it redraws everything."""
     here = Path(__file__).parent
-    return source_digest([here / "figures.py", here / "diagrams.py", here / "runs.py"])
+    return source_digest([here / "figures.py", here / "diagrams.py", here / "runs.py", here.parent / "reference.py"])
 
 
 def _save(fig, path: Path, fmt: str) -> None:

@@ -7,8 +7,7 @@ Pages hold markers that this module fills in at build time:
   ``<!-- run-result: RUN -->`` the book's numbers beside the reference runs';
 - ``<!-- quiz-bank -->`` the 40 self-check questions from ``docs/data/quiz.yml``;
 - ``<!-- exercise: exN -->``, ``<!-- exercise-overview -->`` task tables read from the notebooks;
-- ``<!-- cli-status -->``, ``<!-- course-check: exN -->``, ``<!-- coming-soon -->`` which ``course``
-  commands this checkout provides;
+- ``<!-- course-check: exN -->`` the ``course check`` command for the exercise's notebook;
 - ``<!-- playground-data -->`` the digits and photo crop the playground page works on, as inline JSON;
 - ``<!-- benchmark: NAME -->`` the last measured results of ``benchmarks/bench_NAME.py``.
 
@@ -33,11 +32,14 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import normalize_url
 
+from course import reference
+from course.exercises import EXERCISES
 from course.site import benchmarks, exercises, figures, playground, quiz, runs
 from course.site.cache import ENV_SITE_CACHE, FigureCache
 
 __all__ = [
     "MARKER",
+    "RENDERERS",
     "State",
     "fill_markers",
     "on_config",
@@ -64,21 +66,6 @@ VENDORED = (
     ("iframe-worker", "assets/vendor/iframe-worker", ("LICENSE",)),
 )
 PINNED = {"mathjax": "3.2.2", "iframe-worker": "1.0.4"}
-COMMANDS = (
-    ("course release", "regenerate `exercises/` from `solutions/` (nbgrader `generate_assignment`)", ""),
-    ("course check", "run an exercise notebook's visible tests and report points", ""),
-    (
-        "course reference train",
-        "train the chapter's runs and write `graders/reference/`",
-        "coming with the grader release",
-    ),
-    (
-        "course reference verify",
-        "check the reference artifacts against their manifest",
-        "coming with the grader release",
-    ),
-    ("course grade", "grade submitted notebooks with the hidden graders", "coming with the grader release"),
-)
 
 
 @dataclass
@@ -88,15 +75,10 @@ class State:
     repo_root: Path
     docs_dir: Path
     figures: dict = field(default_factory=dict)
-    manifest: dict | None = None
+    manifest: dict = field(default_factory=dict)
     bank: quiz.QuizBank | None = None
     notebooks: dict = field(default_factory=dict)
-    commands: set = field(default_factory=set)
     started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def reference_available(self) -> bool:
-        return "reference train" in self.commands
 
 
 _state: State | None = None
@@ -106,48 +88,28 @@ def on_config(config, **kwargs):
     global _state
     repo_root = Path(config.config_file_path).resolve().parent
     _state = State(repo_root=repo_root, docs_dir=Path(config.docs_dir))
+    exercises.read_notebooks.cache_clear()  # a served site is rebuilt after a notebook changes
+    try:
+        _state.manifest = reference.load_manifest(reference.reference_dir(repo_root) / "manifest.json")
+        _state.notebooks = exercises.read_notebooks(repo_root)
+    except (reference.ArtifactError, FileNotFoundError) as exc:
+        raise PluginError(str(exc)) from exc
+    for nb in _state.notebooks.values():
+        for problem in nb.problems:
+            log.warning("exercise notebook: %s", problem)
     bank_path = _state.docs_dir / "data" / "quiz.yml"
     _state.bank = quiz.load_bank(bank_path)
     problems = quiz.validate_bank(_state.bank, _state.docs_dir)
     if problems:
         raise PluginError(f"{bank_path} breaks its rules:\n  " + "\n  ".join(problems))
-    _state.commands = exercises.cli_commands()
-    _state.manifest = _load_manifest(repo_root)
-    _state.notebooks = _load_notebooks(repo_root)
     return config
-
-
-def _load_manifest(repo_root: Path) -> dict | None:
-    path = runs.reference_dir(repo_root) / "manifest.json"
-    if not path.is_file():
-        log.info("results tables show the book only: no %s yet; `%s` writes it", path.name, runs.REFERENCE_COMMAND)
-        return None
-    try:
-        return runs.load_manifest(path)
-    except runs.ArtifactError as exc:
-        raise PluginError(str(exc)) from exc
-
-
-def _load_notebooks(repo_root: Path) -> dict:
-    infos = {}
-    for ex in exercises.EXERCISES.values():
-        path = exercises.find_notebook(repo_root, ex)
-        if path is None:
-            log.info("exercise page %s lists the contract's tasks: no notebook for %s yet", ex.page, ex.slug)
-            infos[ex.id] = None
-            continue
-        info = exercises.read_notebook_info(path, ex)
-        for problem in info.problems:
-            log.warning("exercise notebook: %s", problem)
-        infos[ex.id] = info
-    return infos
 
 
 def on_files(files: Files, config, **kwargs):
     state = _require_state()
     cache_root = Path(os.environ.get(ENV_SITE_CACHE) or state.repo_root / ".cache" / "site-figures")
     cache = FigureCache(cache_root, figures.code_digest())
-    state.figures = figures.render_all(figures.Sources(state.repo_root, state.reference_available), cache)
+    state.figures = figures.render_all(figures.Sources(state.repo_root), cache)
     for result in state.figures.values():
         if isinstance(result, figures.Rendered):
             files.append(File.generated(config, result.spec.src_uri, abs_src_path=str(result.path)))
@@ -236,55 +198,6 @@ def _require_state() -> State:
 # ---------------------------------------------------------------------------------------------- markers
 
 
-def fill_markers(markdown: str, page_uri: str, state: State) -> str:
-    """Replace every marker in a page; an unknown marker or figure name stops the build."""
-
-    def sub(m: re.Match) -> str:
-        name, arg = m.group(1), m.group(2)
-        if name == "figure":
-            return _figure_md(arg, page_uri, state)
-        if name == "results-table":
-            return runs.results_table(state.manifest, state.reference_available)
-        if name == "run-result":
-            return runs.run_result(state.manifest, arg, state.reference_available)
-        if name == "research-table":
-            return runs.research_table(state.manifest, state.reference_available)
-        if name == "epochs-table":
-            return runs.epochs_table(state.manifest)
-        if name == "quiz-bank":
-            return quiz.render_quiz(state.bank, page_uri)
-        if name == "exercise":
-            ex = exercises.EXERCISES[arg]
-            info = state.notebooks.get(arg)
-            rel = info.path.relative_to(state.repo_root).as_posix() if info else f"solutions/{ex.slug}/{ex.slug}.ipynb"
-            return exercises.render_exercise(ex, info, rel)
-        if name == "exercise-overview":
-            return exercises.render_overview(state.notebooks)
-        if name == "cli-status":
-            return _cli_status(state.commands)
-        if name == "coming-soon":
-            return _coming_soon(state.commands)
-        if name == "course-check":
-            slug = exercises.EXERCISES[arg].slug
-            if "check" in state.commands:
-                return f"`course check {slug}` runs the same checks and prints a table of points.\n"
-            return f"*A `course check {slug}` command that prints a table of points is not in this checkout yet.*\n"
-        if name == "playground-data":
-            return _playground_data(state)
-        if name == "benchmark":
-            try:
-                return benchmarks.render_benchmark(state.repo_root, arg)
-            except (KeyError, ValueError) as exc:
-                raise PluginError(f"{page_uri}: {exc}") from exc
-        raise PluginError(f"{page_uri}: unknown marker <!-- {m.group(0)[4:-3].strip()} -->")
-
-    return MARKER.sub(sub, markdown)
-
-
-def _caption_html(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
-
-
 def _figure_md(name: str, page_uri: str, state: State) -> str:
     result = state.figures.get(name)
     if result is None:
@@ -298,32 +211,50 @@ def _figure_md(name: str, page_uri: str, state: State) -> str:
         )
     src = posixpath.relpath(result.spec.src_uri, posixpath.dirname(page_uri) or ".")
     alt = html.escape(caption.split(":")[0].replace("`", ""), quote=True)
+    caption_html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(caption, quote=False))
     return (
         f'<figure class="course-figure" id="fig-{name}">\n<img src="{src}" alt="{alt}">\n'
-        f"<figcaption>{_caption_html(caption)}</figcaption>\n</figure>\n"
+        f"<figcaption>{caption_html}</figcaption>\n</figure>\n"
     )
 
 
-def _cli_status(commands: set[str]) -> str:
-    rows = ["| command | what it does | status |", "|---|---|---|"]
-    for cmd, what, later in COMMANDS:
-        verb = cmd.removeprefix("course ")
-        status = "available" if verb in commands else (later or "not in this checkout yet")
-        rows.append(f"| `{cmd}` | {what} | {status} |")
-    return "\n".join(rows) + "\n"
+def _exercise_md(exercise: str, page_uri: str, state: State) -> str:
+    nb = state.notebooks[exercise]
+    return exercises.render_exercise(nb, nb.path.relative_to(state.repo_root).as_posix())
 
 
-def _coming_soon(commands: set[str]) -> str:
-    later = [cmd for cmd, _, note in COMMANDS if note and cmd.removeprefix("course ") not in commands]
-    if not later:
-        return ""
-    listed = " and ".join(f"`{c}`" for c in later)
-    return (
-        f'!!! note "Coming with the grader release"\n    {listed} {"is" if len(later) == 1 else "are"} not in this '
-        "checkout yet. Until the reference runs exist, the figures that need them show a note instead, and the "
-        "results tables list the book's numbers only.\n"
-    )
+def _benchmark_md(name: str, page_uri: str, state: State) -> str:
+    try:
+        return benchmarks.render_benchmark(state.repo_root, name)
+    except (KeyError, ValueError) as exc:
+        raise PluginError(f"{page_uri}: {exc}") from exc
 
 
-def _playground_data(state: State) -> str:
-    return playground.marker_html(figures.Sources(state.repo_root))
+#: marker name -> renderer(argument, page uri, build state) -> markdown
+RENDERERS = {
+    "figure": _figure_md,
+    "results-table": lambda arg, uri, state: runs.results_table(state.manifest),
+    "run-result": lambda arg, uri, state: runs.run_result(state.manifest, arg),
+    "research-table": lambda arg, uri, state: runs.research_table(state.manifest),
+    "epochs-table": lambda arg, uri, state: runs.epochs_table(state.manifest),
+    "quiz-bank": lambda arg, uri, state: quiz.render_quiz(state.bank, uri),
+    "exercise": _exercise_md,
+    "exercise-overview": lambda arg, uri, state: exercises.render_overview(state.notebooks, state.docs_dir),
+    "course-check": lambda arg, uri, state: (
+        f"`course check {EXERCISES[arg]}` runs the same checks and prints a table of points.\n"
+    ),
+    "playground-data": lambda arg, uri, state: playground.marker_html(figures.Sources(state.repo_root)),
+    "benchmark": _benchmark_md,
+}
+
+
+def fill_markers(markdown: str, page_uri: str, state: State) -> str:
+    """Replace every marker in a page; an unknown marker or figure name stops the build."""
+
+    def sub(m: re.Match) -> str:
+        render = RENDERERS.get(m.group(1))
+        if render is None:
+            raise PluginError(f"{page_uri}: unknown marker <!-- {m.group(0)[4:-3].strip()} -->")
+        return render(m.group(2), page_uri, state)
+
+    return MARKER.sub(sub, markdown)

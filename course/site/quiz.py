@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from course.site.exercises import EXERCISES, TASK_TITLES, exercise_link
+from course.site.exercises import exercise_link
 
 __all__ = ["Choice", "Question", "QuizBank", "QuizError", "load_bank", "matrix_tex", "render_quiz", "validate_bank"]
 
@@ -150,7 +150,7 @@ def validate_bank(bank: QuizBank, docs_dir: str | Path | None = None) -> list[st
         if docs_dir is not None and not (Path(docs_dir) / q.read).is_file():
             problems.append(f"{where} 'read' names {q.read!r}, which is not a page under docs/")
         for target in q.practice:
-            if target not in TASK_TITLES and target not in EXERCISES:
+            if exercise_link(target) is None:
                 problems.append(f"{where} practice target {target!r} is neither an exercise nor a task id")
         missing = set(_PLACEHOLDER.findall(q.prompt)) - set(q.params)
         if missing:
@@ -173,7 +173,7 @@ def validate_bank(bank: QuizBank, docs_dir: str | Path | None = None) -> list[st
         elif q.kind == "open":
             if not isinstance(q.answer, str) or not q.answer.strip():
                 problems.append(f"{where} an open question needs a model answer")
-            if not any(t in TASK_TITLES or t in EXERCISES for t in q.practice):
+            if not any(exercise_link(t) for t in q.practice):
                 problems.append(f"{where} an open question must link to an exercise ('practice')")
         if q.kind != "open" and "---" in q.explanation.splitlines():
             problems.append(f"{where} a '---' line would end the mkdocs-quiz question early")

@@ -1,13 +1,8 @@
-"""Reference-run artifacts as the site reads them, the chapter's published numbers, and the run figures.
+"""Reference-run artifacts as the site draws them, the chapter's published epochs, and the run figures.
 
-The site never trains. ``course reference train`` (see :mod:`course.reference`) writes the chapter's
-runs into ``graders/reference/``; the site reads these files from there:
-
-``manifest.json``
-    ``{"environment": {"device": ..., "device_name": ...}, "runs": {RUN: {"epochs_table": [EPOCH, ...],
-    "final_accuracy": float, ...}}, ...}`` where each ``EPOCH`` is ``{"epoch": int, "train_loss": float,
-    "valid_loss": float, "accuracy": float, "seconds": float}`` (accuracy as a fraction in [0, 1]).
-    Other keys are allowed and ignored.
+The site never trains. ``course reference train`` (see :mod:`course.reference`, which also reads and checks
+``manifest.json`` and holds the table of runs) writes the chapter's runs into ``graders/reference/``; besides the
+manifest the site reads these files from there:
 
 ``stats/<RUN>.npz``
     What ``ActivationStats(with_hist=True)`` records, one column per *training* batch, one row per hooked
@@ -21,82 +16,33 @@ runs into ``graders/reference/``; the site reads these files from there:
 
 ``traces.npz`` (optional for the site)
     ``<RUN>.lr`` and ``<RUN>.mom``: float arrays ``(batches,)``, the hyper-parameters of each training batch.
-
-``RUN`` is one of :data:`RUNS`' keys (the chapter's progression) or a further-research run (``fr_*``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from course.reference import CHAPTER_RUNS, REFERENCE_COMMAND, ArtifactError
+
 __all__ = [
-    "ENV_REFERENCE",
-    "REFERENCE_COMMAND",
-    "RUNS",
-    "ArtifactError",
     "LayerStats",
-    "Run",
     "color_dim_figure",
+    "epochs_table",
     "fastai_one_cycle",
     "fastai_stats",
     "layer_stats_figure",
     "load_activation_stats",
-    "load_manifest",
     "load_schedule",
     "plot_schedule",
-    "reference_dir",
+    "research_table",
     "results_table",
     "run_result",
 ]
 
-ENV_REFERENCE = "COURSE_REFERENCE_DIR"
-REFERENCE_COMMAND = "course reference train"
 HIST_BINS = 40
-
-
-@dataclass(frozen=True)
-class Run:
-    """One of the chapter's training runs and the accuracy the book printed for it."""
-
-    key: str
-    label: str
-    setup: str
-    book_accuracy: float
-    epochs: int
-    batches_per_epoch: int
-
-
-#: The chapter's runs, in the order the chapter tells them (book accuracies from its printed tables).
-RUNS: dict[str, Run] = {
-    r.key: r
-    for r in (
-        Run(
-            "r1_sample",
-            "R1",
-            "3s vs 7s, `simple_cnn` (4-8-16-32-2), bs 64, `fit_one_cycle(2, 0.01)`",
-            0.990186,
-            2,
-            193,
-        ),
-        Run(
-            "r2_constant_bs64",
-            "R2",
-            "all digits, `simple_cnn()` (8-16-32-64-10), bs 64, constant LR 0.06",
-            0.1135,
-            1,
-            937,
-        ),
-        Run("r3_constant_bs512", "R3", "same, bs 512, constant LR 0.06", 0.1135, 1, 117),
-        Run("r4_one_cycle", "R4", "bs 512, 1cycle with `lr_max` 0.06, 1 epoch", 0.9743, 1, 117),
-        Run("r5_batchnorm", "R5", "+ batch normalization, 1cycle 0.06, 1 epoch", 0.9864, 1, 117),
-        Run("r6_final", "R6", "+ batch normalization, 1cycle 0.1, 5 epochs", 0.9912, 5, 117),
-    )
-}
 
 #: The book's five-epoch table for R6 (train_loss, valid_loss, accuracy).
 BOOK_R6_EPOCHS = (
@@ -106,36 +52,6 @@ BOOK_R6_EPOCHS = (
     (0.034433, 0.030233, 0.990200),
     (0.017646, 0.025407, 0.991200),
 )
-
-
-class ArtifactError(ValueError):
-    """A reference artifact exists but does not have the documented format."""
-
-
-def reference_dir(root: str | os.PathLike) -> Path:
-    """Where reference artifacts live: ``$COURSE_REFERENCE_DIR`` or ``<repo>/graders/reference``."""
-    env = os.environ.get(ENV_REFERENCE)
-    return Path(env) if env else Path(root) / "graders" / "reference"
-
-
-def load_manifest(path: str | os.PathLike) -> dict:
-    """Read and check ``manifest.json``; raise ArtifactError naming the file and the problem."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} is not readable JSON ({exc}); rerun `{REFERENCE_COMMAND}`") from exc
-    runs = data.get("runs") if isinstance(data, dict) else None
-    if not isinstance(runs, dict):
-        raise ArtifactError(f"{path} has no 'runs' object; rerun `{REFERENCE_COMMAND}`")
-    for key, run in runs.items():
-        epochs = run.get("epochs_table") if isinstance(run, dict) else None
-        if not isinstance(epochs, list) or not epochs:
-            raise ArtifactError(f"{path}: run {key!r} has no 'epochs_table' list")
-        for e in epochs:
-            acc = e.get("accuracy") if isinstance(e, dict) else None
-            if not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
-                raise ArtifactError(f"{path}: run {key!r} has an epoch whose accuracy {acc!r} is not in [0, 1]")
-    return data
 
 
 @dataclass(frozen=True)
@@ -303,30 +219,21 @@ def _device(manifest: dict) -> str:
     return f"{name} ({kind})" if name and kind else name or kind or "an unnamed device"
 
 
-def _not_trained_note(available: bool) -> str:
-    if available:
-        return f"*Ours*: not trained in this checkout yet — run `{REFERENCE_COMMAND}` and rebuild the site."
-    return f"*Ours*: not trained yet — `{REFERENCE_COMMAND}` (coming with the grader release) writes these numbers."
-
-
-def results_table(manifest: dict | None, command_available: bool = False) -> str:
+def results_table(manifest: dict) -> str:
     """Markdown table of the chapter's runs: the book's final accuracy beside the reference run's."""
-    runs = (manifest or {}).get("runs", {})
+    runs = manifest.get("runs", {})
     rows = ["| run | setup | book | ours |", "|---|---|---:|---:|"]
-    for run in RUNS.values():
-        got = runs.get(run.key)
+    for run in CHAPTER_RUNS.values():
+        got = runs.get(run.name)
         ours = _pct(got["epochs_table"][-1]["accuracy"]) if got else "not yet trained"
         rows.append(f"| {run.label} | {run.setup} | {_pct(run.book_accuracy)} | {ours} |")
-    if manifest is None:
-        note = _not_trained_note(command_available)
-    else:
-        note = f"*Ours*: the course's reference runs on {_device(manifest)}, seed {manifest.get('seed', '?')}."
+    note = f"*Ours*: the course's reference runs on {_device(manifest)}, seed {manifest.get('seed', '?')}."
     return "\n".join(rows) + "\n\n" + note + "\n"
 
 
-def epochs_table(manifest: dict | None, key: str = "r6_final") -> str:
+def epochs_table(manifest: dict, key: str = "r6_final") -> str:
     """Per-epoch accuracy of the final run: the book's table beside the reference run's."""
-    got = ((manifest or {}).get("runs", {}).get(key) or {}).get("epochs_table", [])
+    got = (manifest.get("runs", {}).get(key) or {}).get("epochs_table", [])
     rows = [
         "| epoch | book train loss | book valid loss | book accuracy | our accuracy |",
         "|---:|---:|---:|---:|---:|",
@@ -334,7 +241,7 @@ def epochs_table(manifest: dict | None, key: str = "r6_final") -> str:
     for i, (tl, vl, acc) in enumerate(BOOK_R6_EPOCHS):
         ours = _pct(got[i]["accuracy"]) if i < len(got) else "not yet trained"
         rows.append(f"| {i} | {tl:.4f} | {vl:.4f} | {_pct(acc)} | {ours} |")
-    spread = ((manifest or {}).get("runs", {}).get(key) or {}).get("seed_spread")
+    spread = (manifest.get("runs", {}).get(key) or {}).get("seed_spread")
     if spread:
         rows.append(
             f"\nThe same recipe from {len(spread['seeds'])} different random starts ends between "
@@ -344,15 +251,15 @@ def epochs_table(manifest: dict | None, key: str = "r6_final") -> str:
     return "\n".join(rows) + "\n"
 
 
-def run_result(manifest: dict | None, key: str, command_available: bool = False) -> str:
+def run_result(manifest: dict, key: str) -> str:
     """A short box: the book's accuracy for one of the chapter's runs beside the reference run's."""
-    run = RUNS[key]
-    got = ((manifest or {}).get("runs") or {}).get(key)
+    run = CHAPTER_RUNS[key]
+    got = (manifest.get("runs") or {}).get(key)
     if got:
         env = (manifest.get("environment") or {}).get("device", "?")
         ours = f"**{_pct(got['epochs_table'][-1]['accuracy'])}** ({env}, seed {manifest.get('seed', '?')})"
     else:
-        ours = "not trained in this checkout yet" + ("" if command_available else " (coming with the grader release)")
+        ours = "not trained in this checkout yet"
     setup = run.setup.replace('"', "'")
     return (
         f'!!! abstract run-result "Run {run.label}: {setup}"\n\n'
@@ -360,13 +267,11 @@ def run_result(manifest: dict | None, key: str, command_available: bool = False)
     )
 
 
-def research_table(manifest: dict | None, command_available: bool = False) -> str:
-    """The further-research runs (``fr_*``) of the reference training, if any, beside the final recipe."""
-    runs = (manifest or {}).get("runs", {})
-    extra = {k: v for k, v in runs.items() if k.startswith("fr_") or k == "r6_final"}
-    if not extra:
-        return _not_trained_note(command_available).replace("these numbers", "these runs") + "\n"
+def research_table(manifest: dict) -> str:
+    """The further-research runs (``fr_*``) of the reference training beside the final recipe."""
+    runs = manifest.get("runs", {})
     rows = ["| run | what changes | accuracy |", "|---|---|---:|"]
-    for key, run in extra.items():
-        rows.append(f"| `{key}` | {run.get('title', '')} | {_pct(run['epochs_table'][-1]['accuracy'])} |")
+    for key, run in runs.items():
+        if key.startswith("fr_") or key == "r6_final":
+            rows.append(f"| `{key}` | {run.get('title', '')} | {_pct(run['epochs_table'][-1]['accuracy'])} |")
     return "\n".join(rows) + "\n"
