@@ -1,11 +1,49 @@
-"""Shared fixtures: each session writes into its own cache, never the user's; one built site for browser tests."""
+"""Shared fixtures: each session writes into its own cache and temporary folder, never the user's; one built site.
+
+The suite runs in parallel with pytest-xdist (``-n 2``, the README's test command): ``XDIST_GROUPS`` keeps the
+tests that share an expensive module or session fixture on one worker, so nothing is computed twice.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+#: Test module -> xdist group. A module not listed is one group of its own (its module fixtures run once);
+#: ``None`` spreads its tests over the workers (each test is independent and costly on its own).
+XDIST_GROUPS: dict[str, str | None] = {
+    "test_site_build": "site",  # the three share the one built site (``served``)
+    "test_browser_site": "site",
+    "test_browser_playground": "site",
+    "test_notebooks": None,  # each test executes its own notebook
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else item.nodeid
+        group = XDIST_GROUPS.get(module, module)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tmpdir(tmp_path_factory):
+    """$TMPDIR of this session and of every process it starts: checks for leftover sandboxes and temporary folders
+    then see only this session's, also while another xdist worker grades next to it."""
+    old = os.environ.get("TMPDIR")
+    path = tmp_path_factory.mktemp("tmp")
+    os.environ["TMPDIR"] = str(path)
+    tempfile.tempdir = None  # gettempdir() caches its first answer
+    yield path
+    if old is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = old
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -61,10 +99,12 @@ def mnist():
 _NOTEBOOK_TIMES: dict[str, tuple[float, float]] = {}
 
 
-@pytest.fixture(scope="session")
-def notebook_times():
-    """Notebook name -> (seconds to execute, points); printed as a table at the end of the run."""
-    return _NOTEBOOK_TIMES
+def pytest_runtest_logreport(report):
+    """Collect ``record_property("notebook_time", (name, seconds, points))`` (reports reach xdist's controller too)."""
+    for key, value in report.user_properties:
+        if key == "notebook_time":
+            name, seconds, points = value
+            _NOTEBOOK_TIMES[name] = (seconds, points)
 
 
 def pytest_terminal_summary(terminalreporter):
