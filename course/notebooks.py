@@ -153,12 +153,3 @@ def _outcome(index: int, cell, seconds: float) -> CellOutcome:
                 index, "error", f"{out.get('ename')}: {msg}" if msg else str(out.get("ename")), tb, seconds
             )
     return CellOutcome(index, "ok", seconds=seconds)
-
-
-def __getattr__(name: str):
-    """``EXERCISES`` lives in :mod:`course.exercises`; grade.py, cluster.py and test_grading.py still import it here."""
-    if name == "EXERCISES":
-        from course.exercises import EXERCISES
-
-        return EXERCISES
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,9 +26,10 @@ import nbformat
 import pytest
 from grading_cases.hostile import CANARY, GRADER_FILE, HOSTILE, REFERENCE_FILE
 
+from course.exercises import EXERCISES
 from course.grading.grade import _run_graders, discover, grade_all
 from course.grading.submission import load_submission
-from course.notebooks import EXERCISES, nbgrader_meta
+from course.notebooks import nbgrader_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 NB2 = "02_strides_padding"

@@ -36,11 +36,11 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from course.exercises import EXERCISES
 from course.files import file_sha256, files_sha256
 from course.grading import grade
 from course.grading.grade import Job, Outcome, Settings
 from course.grading.submission import MAX_BYTES, load_submission
-from course.notebooks import EXERCISES
 
 __all__ = ["ClusterLost", "WorkerRefused", "environment", "grade_on_cluster", "grade_task", "refusal", "worker_root"]
 

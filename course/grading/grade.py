@@ -39,9 +39,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from course.exercises import EXERCISES, exercise_of
 from course.files import atomic_write, files_sha256
-from course.grading.submission import Submission, exercise_of, load_submission
-from course.notebooks import EXERCISES
+from course.grading.submission import Submission, load_submission
 
 __all__ = [
     "Job",

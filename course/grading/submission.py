@@ -17,7 +17,7 @@ from pathlib import Path
 
 from course.exercises import EXERCISES, Task, exercise_of, read_exercise
 
-__all__ = ["Submission", "Task", "exercise_of", "load_submission", "runnable"]
+__all__ = ["Submission", "load_submission", "runnable"]
 
 MAX_BYTES = 32 << 20  # a notebook larger than this is not read at all
 
