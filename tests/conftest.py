@@ -60,15 +60,22 @@ def session_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory):
-    """The site built for, and served at, http://127.0.0.1:<port>/ (one build for all browser tests)."""
+def site_build(tmp_path_factory):
+    """(origin, BuildResult): the one strict build of the site in a session, served at http://127.0.0.1:<port>/
+    (its ``site_url``) while the session lasts."""
     from course.site.build import build_site, serve
 
     site = tmp_path_factory.mktemp("browser-site") / "site"
     cache = tmp_path_factory.getbasetemp() / "site-figures"
     with serve(site) as origin:
-        build_site(site, origin + "/", env={"COURSE_SITE_CACHE": str(cache)})
-        yield origin, site
+        yield origin, build_site(site, origin + "/", env={"COURSE_SITE_CACHE": str(cache)})
+
+
+@pytest.fixture(scope="session")
+def served(site_build):
+    """(origin, site folder) of the built site, for browser tests."""
+    origin, build = site_build
+    return origin, build.site_dir
 
 
 @pytest.fixture(scope="module")

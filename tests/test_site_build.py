@@ -14,7 +14,6 @@ import yaml
 from course.exercises import EXERCISES, read_exercise
 from course.reference import reference_dir
 from course.site import figures
-from course.site.build import build_site
 from course.site.quiz import load_bank
 
 pytestmark = pytest.mark.slow
@@ -57,11 +56,9 @@ URL = re.compile(r"""(?:https?:|["'`(])//([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)""")
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    """One strict build of the site as configured, with a session-wide figure cache."""
-    site = tmp_path_factory.mktemp("site-build") / "site"
-    cache = tmp_path_factory.getbasetemp() / "site-figures"
-    return build_site(site, env={"COURSE_SITE_CACHE": str(cache)})
+def built(site_build):
+    """The session's one strict build of the site (the browser tests use the same one)."""
+    return site_build[1]
 
 
 def nav_pages() -> list[str]:
