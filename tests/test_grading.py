@@ -1,17 +1,14 @@
-"""course grade on fixture submissions: full marks for the solutions and for correct answers written differently,
-exactly the wrong task lost for wrong answers, exact scores for hostile notebooks, and a batch nothing breaks.
+"""course grade on hostile, damaged and oddly placed submissions: exact scores, nothing changed outside the
+sandbox, and a batch that no notebook, grader, busy neighbour or signal can break.
 
 Every expectation is about the whole pipeline (discover -> sandboxed graders -> results.json -> grades.csv).
-The corpora live in ``tests/grading_cases``: ``exN.PEERS`` and ``exN.WRONG`` (answers a student might write) and
-``hostile.HOSTILE`` (attacks, each with the exact scores it must end with). Peers and wrong answers are packed
-into few notebooks, one case per task each, so that every notebook also checks that one mistake costs one task
-while other tasks hold other answers.
+Hostile cases live in ``tests/grading_cases/hostile.py`` (attacks, each with the exact scores it must end with);
+correct and wrong answers are in ``test_grading_corpus.py``.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import shutil
@@ -25,49 +22,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from grading_cases.hostile import CANARY, GRADER_FILE, HOSTILE, REFERENCE_FILE
+from submissions import NB2, ROOT, expected, points, replace_cells, solution_nb, task_scores, write_submission
 
-from course.exercises import EXERCISES
 from course.grading.grade import _run_graders, discover, grade_all
-from course.grading.submission import load_submission
 from course.notebooks import nbgrader_meta
-
-ROOT = Path(__file__).resolve().parents[1]
-NB2 = "02_strides_padding"
-
-
-def solution_nb(nb_name: str):
-    return nbformat.read(str(ROOT / "solutions" / nb_name / f"{nb_name}.ipynb"), as_version=4)
-
-
-def write_submission(folder: Path, student: str, nb, name: str = NB2) -> Path:
-    path = folder / student / name / f"{name}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
-
-
-def replace_cells(nb, sources: dict[str, str]):
-    for cell in nb.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
-        if gid in sources:
-            cell.source = sources[gid]
-    missing = set(sources) - {nbgrader_meta(c).get("grade_id") for c in nb.cells}
-    if missing:
-        raise KeyError(sorted(missing))
-    return nb
-
-
-def points(nb_name: str) -> dict[str, float]:
-    sub = load_submission(ROOT / "solutions" / nb_name / f"{nb_name}.ipynb", ROOT)
-    return {t.grade_id: t.points for t in sub.tasks}
-
-
-def task_scores(result) -> dict[str, float]:
-    return {t["name"]: t["score"] for t in result["tests"]}
-
-
-def expected(nb_name: str, zero) -> dict[str, float]:
-    return {t: (0.0 if t in zero else p) for t, p in points(nb_name).items()}
 
 
 # --- hostile notebooks, damaged notebooks and submission layouts: one batch ------------------------------------------
@@ -236,15 +194,20 @@ def test_grades_csv_and_rerun_is_identical(graded):
 
 # --- a batch no grader or signal can break ---------------------------------------------------------------------------
 def _sandbox_workers() -> set[int]:
-    """Pids of running sandbox workers (``python ... -m course.grading.worker``), read from /proc."""
+    """Pids of this session's running sandbox workers (``python ... -m course.grading.worker`` inside a bwrap that
+    mounts a folder of this session's $TMPDIR, see conftest), read from /proc."""
+    mine = tempfile.gettempdir().encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         try:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"course.grading.worker" not in cmd or b"bwrap" in cmd[0] or cmd[0].endswith(b"sh"):
+                continue
+            parent = (entry / "stat").read_text().rpartition(")")[2].split()[1]
+            if mine in Path(f"/proc/{parent}/cmdline").read_bytes():
+                pids.add(int(entry.name))
         except OSError:  # not a process, or it ended meanwhile
             continue
-        if b"course.grading.worker" in cmd and b"bwrap" not in cmd[0] and not cmd[0].endswith(b"sh"):
-            pids.add(int(entry.name))
     return pids
 
 
@@ -390,60 +353,3 @@ def test_scores_and_feedback_go_into_the_nbgrader_gradebook(graded, gradebook):
         assert gb.find_submission_notebook(NB2, NB2, "solution").score == full
     with pytest.raises(FileNotFoundError, match="no nbgrader gradebook"):
         write_gradebook(results, f"sqlite:///{gradebook.parent / 'missing.db'}")
-
-
-# --- correct answers written differently, and wrong ones ------------------------------------------------------------
-def corpus():
-    """(exercise, task, kind, Case) for every peer and wrong answer of the corpus."""
-    for ex in EXERCISES:
-        mod = importlib.import_module(f"grading_cases.{ex}")
-        for kind, table in (("peer", mod.PEERS), ("wrong", mod.WRONG)):
-            for task, cases in table.items():
-                for case in cases:
-                    yield ex, task, kind, case
-
-
-def corpus_notebooks() -> list[tuple[str, str, dict[str, tuple[str, object]]]]:
-    """(exercise, student, {task: (kind, case)}): the n-th notebook of an exercise holds every task's n-th case."""
-    by_ex: dict[str, dict[str, list]] = {}
-    for ex, task, kind, case in corpus():
-        by_ex.setdefault(ex, {}).setdefault(task, []).append((kind, case))
-    out = []
-    for ex, tasks in by_ex.items():
-        for n in range(max(len(v) for v in tasks.values())):
-            picked = {task: cases[n] for task, cases in tasks.items() if n < len(cases)}
-            out.append((ex, f"{ex}_corpus{n:02d}", picked))
-    return out
-
-
-@pytest.fixture(scope="module")
-def corpus_graded(tmp_path_factory):
-    subs = tmp_path_factory.mktemp("corpus")
-    out = tmp_path_factory.mktemp("corpus-graded")
-    for ex, student, picked in corpus_notebooks():
-        nb = replace_cells(solution_nb(EXERCISES[ex]), {t: case.source for t, (_, case) in picked.items()})
-        write_submission(subs, student, nb, EXERCISES[ex])
-    for nb_name in EXERCISES.values():
-        write_submission(subs, "solution", solution_nb(nb_name), nb_name)
-    results = grade_all([subs], out, jobs=2, root=ROOT, progress=False)
-    return {(r["extra"]["student"], r["extra"]["notebook"]): r for r in results}
-
-
-@pytest.mark.parametrize("nb_name", list(EXERCISES.values()))
-def test_every_solution_scores_full_marks(corpus_graded, nb_name):
-    assert task_scores(corpus_graded[("solution", nb_name)]) == points(nb_name)
-
-
-@pytest.mark.parametrize("ex, student, picked", corpus_notebooks(), ids=[s for _, s, _ in corpus_notebooks()])
-def test_corpus_notebook_scores_exactly_its_answers(corpus_graded, ex, student, picked):
-    nb_name = EXERCISES[ex]
-    result = corpus_graded[(student, nb_name)]
-    wrong = {t for t, (kind, _) in picked.items() if kind == "wrong"}
-    got, want = task_scores(result), expected(nb_name, wrong)
-    misgraded = {
-        f"{picked[t][0]} {t}:{picked[t][1].name}": next(x["output"] for x in result["tests"] if x["name"] == t)[:400]
-        for t in want
-        if got[t] != want[t] and t in picked
-    }
-    assert got == want, misgraded
-    assert not result["extra"]["error"]

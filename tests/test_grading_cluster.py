@@ -20,18 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 from grading_cases.ex2 import WRONG
 from grading_cases.hostile import HOSTILE
+from submissions import NB2, ROOT, replace_cells, solution_nb, write_submission
 
 from course.grading.cluster import WorkerRefused, grade_on_cluster, grade_task
 from course.grading.grade import Settings, discover, fingerprint, grade_all
-from course.notebooks import nbgrader_meta
 
-ROOT = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"
-NB2 = "02_strides_padding"
 CELL_TIMEOUT = 8
 
 
@@ -108,35 +105,21 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def _notebook(cells: dict[str, str] | None = None):
-    nb = nbformat.read(str(ROOT / "solutions" / NB2 / f"{NB2}.ipynb"), as_version=4)
-    for cell in nb.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
-        if cells and gid in cells:
-            cell.source = cells[gid]
-    return nb
-
-
-def _write(folder: Path, student: str, nb, flat: bool = False) -> None:
-    path = folder / student / (f"{NB2}.ipynb" if flat else f"{NB2}/{NB2}.ipynb")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-
-
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """Submissions, and local grading's results (``--jobs 2``) of all but ``same_bytes``: the oracle."""
     subs = tmp_path_factory.mktemp("submitted")
-    _write(subs, "solution", _notebook())
+    write_submission(subs, "solution", solution_nb())
     wrong_task, cases = next(iter(WRONG.items()))
     hostile = HOSTILE["read_graders"].cells  # reads graders/ (hidden in the sandbox) in the last answer cell
     assert wrong_task not in hostile
-    _write(subs, "wrong_and_hostile", _notebook({wrong_task: cases[0].source, **hostile}))
-    _write(subs, "twice", _notebook())  # two copies by one student: never graded, never sent to the cluster
-    _write(subs, "twice", _notebook(), flat=True)
+    write_submission(subs, "wrong_and_hostile", replace_cells(solution_nb(), {wrong_task: cases[0].source, **hostile}))
+    write_submission(subs, "twice", solution_nb())  # two copies by one student: never graded, never sent to the cluster
+    write_submission(subs, "twice", solution_nb(), flat=True)
     out = tmp_path_factory.mktemp("graded-local")
     grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=CELL_TIMEOUT)
-    _write(subs, "same_bytes", _notebook())  # the solution's bytes: one task on the cluster, a result for each
+    # the solution's bytes again: one task on the cluster, a result for each
+    write_submission(subs, "same_bytes", solution_nb())
     return subs, out
 
 
