@@ -310,31 +310,6 @@ def build_model(run: Run, refs):
     return nn.Sequential(*blocks, ex3.Flatten())
 
 
-def _recorders():
-    """Trusted callbacks: per-step lr/mom as the optimizer saw them, and wall time per epoch."""
-    from fastai.callback.core import Callback
-
-    class HyperTrace(Callback):
-        order = 70  # after any scheduler has set the batch's hypers
-
-        def before_fit(self):
-            self.lr_trace, self.mom_trace, self.epoch_s = [], [], []
-
-        def before_batch(self):
-            if self.training:
-                hp = self.opt.hypers[-1]
-                self.lr_trace.append(float(hp["lr"]))
-                self.mom_trace.append(float(hp.get("mom", float("nan"))))
-
-        def before_epoch(self):
-            self._t0 = time.perf_counter()
-
-        def after_epoch(self):
-            self.epoch_s.append(time.perf_counter() - self._t0)
-
-    return HyperTrace()
-
-
 def _train(run: Run, refs, device, seed: int, progress: bool):
     import torch
     from fastai.learner import Learner
@@ -343,11 +318,12 @@ def _train(run: Run, refs, device, seed: int, progress: bool):
     from torch.nn import functional as F
 
     from course.dataloaders import mnist_dls
+    from course.training import hyper_trace
 
     set_seed(seed, reproducible=True)
     dls = mnist_dls(run.bs, sample=run.model == "sample", device=device)
     model = build_model(run, refs)
-    trace = _recorders()
+    trace = hyper_trace()
     cbs = [trace]
     stats_cb = refs["ex4"].ActivationStats(with_hist=True) if run.stats else None
     if stats_cb is not None:

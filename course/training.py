@@ -8,10 +8,12 @@ trusted process, so both sides compute the same thing the same way.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
-__all__ = ["Conv2dFn", "fit", "predict", "sequential"]
+__all__ = ["Conv2dFn", "fit", "hyper_trace", "predict", "sequential"]
 
 _NN_LAYERS = frozenset(
     {"Conv2d", "BatchNorm2d", "ReLU", "Flatten", "Linear", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "MaxPool2d"}
@@ -66,6 +68,38 @@ def sequential(layers: list, state_dict: dict | None = None, seed: int | None = 
     return model
 
 
+def hyper_trace():
+    """A fastai callback that records, at each training batch, the learning rate and momentum the optimizer has
+    once every scheduler has set them, and the batch's loss; and each epoch's wall time. Read ``lr_trace``,
+    ``mom_trace``, ``loss_trace`` and ``epoch_s`` after fitting."""
+    from fastai.callback.core import Callback
+
+    class HyperTrace(Callback):
+        order = 1000  # after every scheduler (fastai's run at 60; a student's may choose any order)
+
+        # (names that are not Learner attributes: fastai warns when a callback shadows one, e.g. `moms`)
+        def before_fit(self):
+            self.lr_trace, self.mom_trace, self.loss_trace, self.epoch_s = [], [], [], []
+
+        def before_epoch(self):
+            self._t0 = time.perf_counter()
+
+        def before_batch(self):
+            if self.training:
+                hp = self.opt.hypers[-1]
+                self.lr_trace.append(float(hp["lr"]))
+                self.mom_trace.append(float(hp.get("mom", float("nan"))))
+
+        def after_loss(self):
+            if self.training:
+                self.loss_trace.append(float(self.loss.detach()))
+
+        def after_epoch(self):
+            self.epoch_s.append(time.perf_counter() - self._t0)
+
+    return HyperTrace()
+
+
 def fit(
     model,
     x_train: torch.Tensor,
@@ -91,7 +125,6 @@ def fit(
     """
     import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
-    from fastai.callback.core import Callback
     from fastai.data.core import DataLoaders
     from fastai.data.transforms import IntToFloatTensor, Normalize
     from fastai.learner import Learner
@@ -111,24 +144,7 @@ def fit(
         TensorMnistDL(TensorImageDataset(x, y, vocab), bs=b, shuffle=s, drop_last=s, **opts) for x, y, b, s in splits
     ]
 
-    class Trace(Callback):
-        order = 1000  # after every scheduler has set this batch's hyper-parameters
-
-        # (names that are not Learner attributes: fastai warns when a callback shadows one, e.g. `moms`)
-        def before_fit(self):
-            self.lr_trace, self.mom_trace, self.loss_trace = [], [], []
-
-        def before_batch(self):
-            if self.training:
-                hp = self.opt.hypers[-1]
-                self.lr_trace.append(float(hp["lr"]))
-                self.mom_trace.append(float(hp.get("mom", float("nan"))))
-
-        def after_loss(self):
-            if self.training:
-                self.loss_trace.append(float(self.loss))
-
-    trace = Trace()
+    trace = hyper_trace()
     learn = Learner(DataLoaders(*dls, device="cpu"), net, loss_func=nn.functional.cross_entropy, cbs=[trace])
     with learn.no_logging(), learn.no_bar():
         getattr(learn, schedule)(epochs, lr, cbs=list(cbs or []))
