@@ -28,31 +28,22 @@ __all__ = ["CLONE_NEW_FLAGS", "filter_program"]
 
 # linux/audit.h
 _ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-# asm/unistd_64.h (x86-64) and asm-generic/unistd.h (AArch64)
-_NR = {
-    "x86_64": {
-        "unshare": 272, "clone": 56, "clone3": 435, "prctl": 157, "setns": 308, "mount": 165, "umount2": 166,
-        "pivot_root": 155, "chroot": 161, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
-        "shmget": 29, "msgget": 68, "memfd_create": 319, "bpf": 321, "perf_event_open": 298,
-        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "keyctl": 250, "add_key": 248, "request_key": 249, "open_by_handle_at": 304, "name_to_handle_at": 303,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "mount_setattr": 442, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
-        "finit_module": 313, "delete_module": 176, "swapon": 167, "swapoff": 168, "reboot": 169, "acct": 163,
-        "quotactl": 179, "lookup_dcookie": 212, "vhangup": 153,
-    },
-    "aarch64": {
-        "unshare": 97, "clone": 220, "clone3": 435, "prctl": 167, "setns": 268, "mount": 40, "umount2": 39,
-        "pivot_root": 41, "chroot": 51, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
-        "shmget": 194, "msgget": 186, "memfd_create": 279, "bpf": 280, "perf_event_open": 241,
-        "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "keyctl": 219, "add_key": 217, "request_key": 218, "open_by_handle_at": 265, "name_to_handle_at": 264,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "mount_setattr": 442, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
-        "finit_module": 273, "delete_module": 106, "swapon": 224, "swapoff": 225, "reboot": 142, "acct": 89,
-        "quotactl": 60, "lookup_dcookie": 18, "vhangup": 58,
-    },
+# name: (x86-64 number from asm/unistd_64.h, AArch64 number from asm-generic/unistd.h)
+_SYSCALLS = {
+    "unshare": (272, 97), "clone": (56, 220), "clone3": (435, 435), "prctl": (157, 167), "setns": (308, 268),
+    "mount": (165, 40), "umount2": (166, 39), "pivot_root": (155, 41), "chroot": (161, 51), "ptrace": (101, 117),
+    "process_vm_readv": (310, 270), "process_vm_writev": (311, 271), "shmget": (29, 194), "msgget": (68, 186),
+    "memfd_create": (319, 279), "bpf": (321, 280), "perf_event_open": (298, 241), "userfaultfd": (323, 282),
+    "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
+    "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218), "open_by_handle_at": (304, 265),
+    "name_to_handle_at": (303, 264), "open_tree": (428, 428), "move_mount": (429, 429), "fsopen": (430, 430),
+    "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433), "mount_setattr": (442, 442),
+    "kexec_load": (246, 104), "kexec_file_load": (320, 294), "init_module": (175, 105), "finit_module": (313, 273),
+    "delete_module": (176, 106), "swapon": (167, 224), "swapoff": (168, 225), "reboot": (169, 142),
+    "acct": (163, 89), "quotactl": (179, 60), "lookup_dcookie": (212, 18), "vhangup": (153, 58),
 }  # fmt: skip
+_MACHINES = ("x86_64", "aarch64")
+_NR = {m: {name: nrs[i] for name, nrs in _SYSCALLS.items()} for i, m in enumerate(_MACHINES)}
 _CHECKED = ("unshare", "clone", "clone3", "prctl")  # decided by their flags, below; every other name above is refused
 #: CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (clone's low byte is the exit signal)
 CLONE_NEW_FLAGS = 0x7E020000
