@@ -181,8 +181,9 @@ class ErrorInfo:
 
 
 @dataclass
-class CellResult:
-    grade_id: str
+class _Ran:
+    """How running submission code ended: ``status`` ("ok", "error", "timeout", ...), what it raised, details."""
+
     status: str
     error: ErrorInfo | None = None
     detail: str = ""
@@ -195,18 +196,14 @@ class CellResult:
 
 
 @dataclass
-class ProbeResult:
-    id: str
-    status: str
-    value: Any = None
-    error: ErrorInfo | None = None
-    detail: str = ""
-    seconds: float = 0.0
-    watched: tuple[str, ...] = ()  # operators matching the probe's ``watch`` that it ran (any status)
+class CellResult(_Ran):
+    grade_id: str = field(kw_only=True)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+
+@dataclass
+class ProbeResult(_Ran):
+    id: str = field(kw_only=True)
+    value: Any = field(default=None, kw_only=True)
 
     def raised(self, name: str) -> bool:
         """True when the submission raised ``name`` (or a subclass of it)."""
@@ -381,7 +378,7 @@ class Session:
         """Start the worker and run the first ``upto`` cells (all of them by default)."""
         if self._worker is None and not self._respawn(replay_until=0):
             why = f"not run: {self._why()}"
-            self.cells = [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs]
+            self.cells = [CellResult("skipped", detail=why, grade_id=g) for g, _ in self.cell_specs]
             return self.cells
         return self.advance(len(self.cell_specs) if upto is None else upto)
 
@@ -393,7 +390,7 @@ class Session:
         while i < upto:
             if not self.alive and not self._respawn(replay_until=i):
                 why = f"not run: the worker stopped ({self._why()}) and no restart is left"
-                self.cells += [CellResult(g, "skipped", detail=why) for g, _ in self.cell_specs[i:upto]]
+                self.cells += [CellResult("skipped", detail=why, grade_id=g) for g, _ in self.cell_specs[i:upto]]
                 break
             grade_id, source = self.cell_specs[i]
             msg = {"op": "exec", "cell": _safe_id(grade_id), "source": source}
@@ -406,7 +403,7 @@ class Session:
                 status, detail = "error", _explain(error, self.limits)
             elif status == "ok" and reply.get("status") != "ok":
                 status, detail = "invalid", "reply is not valid protocol (unknown status)"
-            self.cells.append(CellResult(grade_id, status, error, detail, secs))
+            self.cells.append(CellResult(status, error, detail, secs, grade_id=grade_id))
             i += 1
         return self.cells
 
@@ -474,12 +471,12 @@ class Session:
         timeout = float(spec.pop("timeout", self.limits.probe_seconds))
         msg = self._check(spec)
         if not self.alive:
-            res = ProbeResult(pid, "skipped", detail=f"not run: {self._why()}")
+            res = ProbeResult("skipped", detail=f"not run: {self._why()}", id=pid)
         else:
             if self.watch and "watch" not in msg:
                 msg["watch"] = self.watch
             status, reply, detail, secs = self._exchange(msg, timeout, f"probe {pid}")
-            res = ProbeResult(pid, status, detail=detail, seconds=secs)
+            res = ProbeResult(status, detail=detail, seconds=secs, id=pid)
             if status == "ok":
                 res = self._read_reply(pid, reply, secs)
         self.probes[pid] = res
@@ -542,16 +539,16 @@ class Session:
             watched = tuple(_text(w, 100) for w in watched)
             if status == "ok":
                 value = decode(reply.get("value"), Budget(array_bytes=self.limits.reply_bytes))
-                return ProbeResult(pid, "ok", value=value, seconds=secs, watched=watched)
+                return ProbeResult("ok", seconds=secs, watched=watched, id=pid, value=value)
             if status == "error":
                 error = _error(reply.get("error"))
                 detail = _explain(error, self.limits)
-                return ProbeResult(pid, "error", error=error, detail=detail, seconds=secs, watched=watched)
+                return ProbeResult("error", error, detail, secs, watched, id=pid)
             if status == "invalid":
-                return ProbeResult(pid, "invalid", detail=_text(reply.get("detail"), 300), seconds=secs)
+                return ProbeResult("invalid", detail=_text(reply.get("detail"), 300), seconds=secs, id=pid)
             raise ProtocolError(f"unknown reply status {str(status)[:40]!r}")
         except (ProtocolError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as e:
-            return ProbeResult(pid, "invalid", detail=f"invalid reply from the worker: {e}"[:300], seconds=secs)
+            return ProbeResult("invalid", detail=f"invalid reply from the worker: {e}"[:300], seconds=secs, id=pid)
 
     # --- the worker process ------------------------------------------------------------------
     def _respawn(self, replay_until: int) -> bool:
