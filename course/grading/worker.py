@@ -58,34 +58,32 @@ def _drop_root(cfg: dict, notes: list[str]) -> None:
     notes.append("uid: an unprivileged per-run uid, no capabilities")
 
 
-def _not_dumpable(notes: list[str], weaker: list[str]) -> None:
-    """PR_SET_DUMPABLE 0: /proc/self/mem and /proc/self/fd become root's, so the submission cannot rewrite this
-    process's memory through them (the seccomp filter refuses turning it back on)."""
-    try:
-        import ctypes
+#: prctl settings made before any submission code runs: (option, arg, note when set, what is weaker when not).
+_PROCESS_SETTINGS = (
+    # PR_SET_DUMPABLE 0: /proc/self/mem and /proc/self/fd become root's, so the submission cannot rewrite this
+    # process's memory through them (the seccomp filter refuses turning it back on)
+    (4, 0, "process memory: not dumpable (/proc/self/mem closed to the submission)",
+     "process memory: could not make the worker non-dumpable ({e})"),
+    # PR_SET_CHILD_SUBREAPER: whatever a cell or check starts stays this worker's descendant (double forks
+    # included), so ``_stop_children`` can stop it when the request ends: processes left running cannot spend
+    # the CPU budget of the cells and checks that come after (one mistake costs one task)
+    (36, 1, "processes: those a cell or check leaves running are killed when it ends",
+     "processes: could not adopt orphans ({e}); only direct children are stopped after a cell"),
+)  # fmt: skip
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
-            raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError) as e:
-        weaker.append(f"process memory: could not make the worker non-dumpable ({e})")
-        return
-    notes.append("process memory: not dumpable (/proc/self/mem closed to the submission)")
 
+def _process_settings(notes: list[str], weaker: list[str]) -> None:
+    """Make each of ``_PROCESS_SETTINGS`` (Linux prctl), noting what holds and what does not."""
+    import ctypes
 
-def _subreaper(notes: list[str], weaker: list[str]) -> None:
-    """PR_SET_CHILD_SUBREAPER: whatever a cell or check starts stays this worker's descendant (double forks
-    included), so ``_stop_children`` can stop it when the request ends: processes left running cannot spend
-    the CPU budget of the cells and checks that come after (one mistake costs one task)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
-            raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError) as e:
-        weaker.append(f"processes: could not adopt orphans ({e}); only direct children are stopped after a cell")
-    notes.append("processes: those a cell or check leaves running are killed when it ends")
+    for option, arg, note, failed in _PROCESS_SETTINGS:
+        try:
+            if ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl")
+        except (OSError, AttributeError) as e:
+            weaker.append(failed.format(e=e))
+        else:
+            notes.append(note)
 
 
 def _stop_children(kill=os.kill, waitpid=os.waitpid, listdir=os.listdir, read=open) -> int:
@@ -505,8 +503,7 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     _set_limits(cfg["limits"], notes, weaker)
     worker = Worker(cfg, np, torch)
-    _not_dumpable(notes, weaker)
-    _subreaper(notes, weaker)
+    _process_settings(notes, weaker)
     worker.send(
         {
             "op": "hello",
