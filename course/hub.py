@@ -143,6 +143,11 @@ def load_roster(path: str | os.PathLike, root: str | os.PathLike = ROOT) -> Rost
     return Roster(lists["students"], lists["instructors"], lists["graders"], course_id, tuple(assignments))
 
 
+def _state_path(*parts: str) -> property:
+    """A read-only ``HubLayout`` attribute: its ``state`` folder joined with ``parts``."""
+    return property(lambda layout: layout.state.joinpath(*parts))
+
+
 @dataclass(frozen=True)
 class HubLayout:
     """Where a hub keeps its state (see the module docstring)."""
@@ -151,35 +156,18 @@ class HubLayout:
     root: Path = ROOT
     extra_binds: tuple[str, ...] = field(default=())
 
-    @property
-    def private(self) -> Path:
-        return self.state / "hub"
-
-    @property
-    def homes(self) -> Path:
-        return self.state / "homes"
-
-    @property
-    def exchange(self) -> Path:
-        return self.state / "exchange"
-
-    @property
-    def course(self) -> Path:
-        return self.state / "course"
+    private = _state_path("hub")
+    homes = _state_path("homes")
+    exchange = _state_path("exchange")
+    course = _state_path("course")
+    passwords = _state_path("hub", "passwords.json")
+    new_passwords = _state_path("hub", "new-passwords.csv")
 
     def config(self, role: str) -> Path:
         return self.state / "config" / role
 
     def home(self, name: str) -> Path:
         return self.homes / name
-
-    @property
-    def passwords(self) -> Path:
-        return self.private / "passwords.json"
-
-    @property
-    def new_passwords(self) -> Path:
-        return self.private / "new-passwords.csv"
 
 
 # --- passwords: one per person, stored as scrypt hashes ------------------------------------------------------------
