@@ -251,14 +251,24 @@ def cmd_hub(args) -> int:
     return run(layout, args.roster, port=args.port, api_port=args.api_port, proxy_api_port=args.proxy_api_port)
 
 
+def _command(subparsers, name: str, about: str, func) -> argparse.ArgumentParser:
+    """A subcommand ``name`` that runs ``func(args)``."""
+    parser = subparsers.add_parser(name, help=about)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _root_option(parser: argparse.ArgumentParser, holding: str) -> None:
+    parser.add_argument("--root", default=".", help=f"course root holding {holding} (default: .)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Deep Dive into Convolutions: course tools.")
     p.add_argument("--version", action="version", version=f"course {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    start = sub.add_parser("start", help="prepare and verify all data, print a summary")
+    start = _command(sub, "start", "prepare and verify all data, print a summary", cmd_start)
     start.add_argument("--quiet", action="store_true", help="no progress bars")
-    start.set_defaults(func=cmd_start)
 
     upc = sub.add_parser(
         "up",
@@ -267,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stale, then run JupyterLab (the course kernel, nbgrader's student tools, opened on exercises/) and the "
         "site on 127.0.0.1 and print both URLs. Ctrl-C stops both.",
     )
-    upc.add_argument("--root", default=".", help="course root holding exercises/, solutions/, docs/ (default: .)")
+    _root_option(upc, "exercises/, solutions/, docs/")
     upc.add_argument("--notebooks", metavar="DIR", help="folder JupyterLab opens (default: ROOT/exercises)")
     upc.add_argument("--site-dir", metavar="DIR", help="where the site is built and served from (default: ROOT/site)")
     upc.add_argument(
@@ -292,9 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="find, prepare and verify MNIST, MNIST_SAMPLE and the colour photo")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    where = dsub.add_parser("where", help="show where data is read from and written to")
-    where.set_defaults(func=cmd_data_where)
-    prep = dsub.add_parser("prepare", help="write fastai's PNG folder layouts into the cache (once)")
+    _command(dsub, "where", "show where data is read from and written to", cmd_data_where)
+    prep = _command(dsub, "prepare", "write fastai's PNG folder layouts into the cache (once)", cmd_data_prepare)
     prep.add_argument(
         "--layout",
         choices=["all", "mnist_png", "mnist_sample"],
@@ -303,45 +312,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--dest", help="parent folder for the layouts (default: the cache, $COURSE_CACHE)")
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
-    prep.set_defaults(func=cmd_data_prepare)
-    ver = dsub.add_parser("verify", help="check arrays (shapes, dtypes, label counts) and, with --layouts, PNGs")
+    ver = _command(
+        dsub, "verify", "check arrays (shapes, dtypes, label counts) and, with --layouts, PNGs", cmd_data_verify
+    )
     ver.add_argument("--layouts", action="store_true", help="also decode every written PNG and compare pixels")
-    ver.set_defaults(func=cmd_data_verify)
 
-    rel = sub.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader generate_assignment")
+    rel = _command(
+        sub, "release", "regenerate exercises/ from solutions/ with nbgrader generate_assignment", cmd_release
+    )
     rel.add_argument("assignments", nargs="*", help="assignment folders under solutions/ (default: all)")
     rel.add_argument("--check", action="store_true", help="only check that exercises/ is in sync and leak-free")
-    rel.add_argument("--root", default=".", help="course root holding solutions/ and exercises/ (default: .)")
-    rel.set_defaults(func=cmd_release)
+    _root_option(rel, "solutions/ and exercises/")
 
-    chk = sub.add_parser("check", help="self-check: run an exercise notebook's visible tests with pytest")
+    chk = _command(sub, "check", "self-check: run an exercise notebook's visible tests with pytest", cmd_check)
     chk.add_argument("exercise", help="ex3, 03_first_cnn, a folder or a notebook path")
     chk.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
-    chk.add_argument("--root", default=".", help="course root holding exercises/ (default: .)")
-    chk.set_defaults(func=cmd_check)
+    _root_option(chk, "exercises/")
 
     ref = sub.add_parser("reference", help="train or verify the reference solution artifacts (graders/reference)")
     rsub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
-    rtrain = rsub.add_parser("train", help="train the chapter's runs with the solutions' implementations")
+    rtrain = _command(
+        rsub, "train", "train the chapter's runs with the solutions' implementations", cmd_reference_train
+    )
     rtrain.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available, else cpu")
     rtrain.add_argument("--out", default="graders/reference", help="artifact folder (default: graders/reference)")
     rtrain.add_argument("--seed", type=int, default=42, help="seed for every run (default 42)")
     rtrain.add_argument(
         "--only", help="comma-separated run or grader-budget names, e.g. r6_final,ex6_short_run (default: all)"
     )
-    rtrain.set_defaults(func=cmd_reference_train)
-    rver = rsub.add_parser("verify", help="check the artifacts against their manifest (hashes, loadability)")
+    rver = _command(
+        rsub, "verify", "check the artifacts against their manifest (hashes, loadability)", cmd_reference_verify
+    )
     rver.add_argument("--dir", default="graders/reference", help="artifact folder (default: graders/reference)")
-    rver.set_defaults(func=cmd_reference_verify)
 
-    grade = sub.add_parser("grade", help="grade submissions with the hidden graders (sandboxed, in parallel)")
+    grade = _command(sub, "grade", "grade submissions with the hidden graders (sandboxed, in parallel)", cmd_grade)
     grade.add_argument("submissions", nargs="+", help="notebooks, folders of them, or nbgrader's submitted/ folder")
     grade.add_argument(
         "--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel graders here (not with --scheduler)"
     )
     grade.add_argument("--out", default="graded", help="output folder for results.json files and grades.csv")
     grade.add_argument("--force", action="store_true", help="regrade even when an up-to-date result exists")
-    grade.add_argument("--root", default=".", help="course root holding graders/ and solutions/ (default: .)")
+    _root_option(grade, "graders/ and solutions/")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.add_argument(
         "--cell-timeout",
@@ -369,17 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the scores into this nbgrader gradebook (e.g. sqlite:///gradebook.db, made by nbgrader "
         "generate_assignment or autograde), overriding the autograded scores of the visible tests",
     )
-    grade.set_defaults(func=cmd_grade)
 
-    hub = sub.add_parser("hub", help="run a class on JupyterHub: one OS user and sandboxed server per person (root)")
+    hub = _command(sub, "hub", "run a class on JupyterHub: one OS user and sandboxed server per person (root)", cmd_hub)
     hub.add_argument("--roster", required=True, help="YAML file: students, instructors, graders (docs/instructor.md)")
     hub.add_argument("--state", default=".hub", help="folder for the hub's state, homes and exchange (default .hub)")
-    hub.add_argument("--root", default=".", help="course root holding solutions/ and exercises/ (default: .)")
+    _root_option(hub, "solutions/ and exercises/")
     hub.add_argument("--port", type=int, default=8000, help="public port on 127.0.0.1 (default 8000)")
     hub.add_argument("--api-port", type=int, default=8081, help="the hub's internal API port (default 8081)")
     hub.add_argument("--proxy-api-port", type=int, default=8001, help="the proxy's API port (default 8001)")
     hub.add_argument("--remove-users", action="store_true", help="delete the roster's OS users instead of starting")
-    hub.set_defaults(func=cmd_hub)
     return p
 
 
