@@ -29,6 +29,7 @@ __all__ = [
     "matched_state",
     "numbers",
     "pair",
+    "rule_checks",
     "same",
     "scalar",
 ]
@@ -153,6 +154,19 @@ def follow_rules(submission: Submission, task: str) -> None:
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         fail(f"the answer cell '{task}' {found[0]}{more}")
+
+
+def rule_checks(*tasks: str, doc: str):
+    """One check per task (parametrized, each marked with its task): its answer cell follows the notebook's rules.
+    Assign it to a ``test_...`` name in a grader file; ``doc`` says which rule, for the reader of the checks."""
+    import pytest
+
+    @pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.task(t)) for t in tasks])
+    def check(submission, task):
+        follow_rules(submission, task)
+
+    check.__doc__ = doc
+    return check
 
 
 def explain_error(error: ErrorInfo, what: str, submission: Submission | None = None) -> str:
@@ -302,6 +316,24 @@ class SandboxedSubmission:
         self.probe(
             {"op": "call", "target": f"{target}.load_state_dict", "args": [plain], "discard": True},
             f"{what}: load_state_dict",
+        )
+
+    def computes_like(self, ref: Ref, oracle, x: torch.Tensor, what: str, oracle_name: str, atol: float) -> None:
+        """With ``oracle``'s (random) weights loaded into the submission's module ``ref``, its output on the batch
+        ``x`` must be the oracle's (rtol 1e-4); an oracle in eval mode puts the module in eval mode too."""
+        self.load_state(ref, {k: v.clone() for k, v in oracle.state_dict().items()}, f"{what} with random weights")
+        mode = ""
+        if not oracle.training:
+            self.probe({"op": "call", "target": f"{ref.path}.eval", "discard": True}, f"{what}.eval()")
+            mode = " in eval mode"
+        batch = f"a {tuple(x.shape)} batch"
+        assert_close(
+            self.call(ref.path, x, what=f"{what} on {batch}"),
+            oracle(x).detach(),
+            f"{what}{mode} with random weights, on {batch}",
+            rtol=1e-4,
+            atol=atol,
+            oracle=oracle_name,
         )
 
 

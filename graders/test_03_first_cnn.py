@@ -208,16 +208,8 @@ def test_conv_block_structure(worker, ni, nf, ks, act, seed):
     # what it computes: the oracle block with the same (random) weights, on a random batch
     torch.manual_seed(seed)
     oracle = _oracle_block(ni, nf, ks, act)
-    worker.load_state(block, oracle.state_dict(), f"{what} with random weights")
-    x = rand(2, ni, 9, 7, seed=seed)
-    assert_close(
-        worker.call(block.path, x, what=f"{what} on a (2, {ni}, 9, 7) batch"),
-        oracle(x).detach(),
-        f"{what} with random weights on a (2, {ni}, 9, 7) batch",
-        rtol=1e-4,
-        atol=1e-5,
-        oracle=f"nn.Conv2d({ni}, {nf}, {ks}, stride=2, padding={ks // 2})" + (" + nn.ReLU()" if act else ""),
-    )
+    name = f"nn.Conv2d({ni}, {nf}, {ks}, stride=2, padding={ks // 2})" + (" + nn.ReLU()" if act else "")
+    worker.computes_like(block, oracle, rand(2, ni, 9, 7, seed=seed), what, name, atol=1e-5)
 
 
 @pytest.mark.task("ex3_simple_cnn")

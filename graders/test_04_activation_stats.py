@@ -25,7 +25,7 @@ from torch import nn
 
 from course.grading import Ref
 
-from .checks import assert_close, fail, follow_rules, numbers, pair, scalar
+from .checks import assert_close, fail, numbers, pair, rule_checks, scalar
 from .rules import learner_shadows
 from .strategies import rand, settings_for_graders, settings_for_slow_graders
 
@@ -697,13 +697,8 @@ def test_color_dim_on_a_given_axes(worker):
 
 
 # --- all tasks: the student's own code -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "task",
-    [pytest.param(t, marks=pytest.mark.task(t)) for t in ("ex4_layer_stats", "ex4_activation_stats", "ex4_plots")],
-)
-def test_answer_is_own_code(submission, task):
-    """No fastai ActivationStats in the answer (the checks' oracle); read from the answer cells."""
-    follow_rules(submission, task)
+OWN_CODE = "No fastai ActivationStats in the answer (the checks' oracle); read from the answer cells."
+test_answer_is_own_code = rule_checks("ex4_layer_stats", "ex4_activation_stats", "ex4_plots", doc=OWN_CODE)
 
 
 @pytest.mark.task("ex4_activation_stats")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from course.grading import Ref
 
-from .checks import assert_close, fail, follow_rules, numbers, scalar
+from .checks import assert_close, fail, numbers, rule_checks, scalar
 from .rules import learner_shadows
 from .strategies import settings_for_graders, settings_for_slow_graders
 
@@ -436,16 +436,10 @@ def test_scheduler_fresh_cycle_each_fit(worker):
 
 
 # --- all tasks: the student's own code -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "task",
-    [
-        pytest.param(t, marks=pytest.mark.task(t))
-        for t in ("ex5_sched_cos", "ex5_combined_cos", "ex5_one_cycle", "ex5_scheduler")
-    ],
+OWN_CODE = "No fastai scheduling code in the answer (the checks' oracle); read from the answer cells."
+test_answer_is_own_code = rule_checks(
+    "ex5_sched_cos", "ex5_combined_cos", "ex5_one_cycle", "ex5_scheduler", doc=OWN_CODE
 )
-def test_answer_is_own_code(submission, task):
-    """No fastai scheduling code in the answer (the checks' oracle); read from the answer cells."""
-    follow_rules(submission, task)
 
 
 @pytest.mark.task("ex5_scheduler")

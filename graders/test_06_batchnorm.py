@@ -337,22 +337,12 @@ def test_batchnorm_hand_case(worker):
     oracle = "hand computation"
     assert_close(y, want, f"{what}: output", rtol=1e-5, atol=1e-6, oracle=oracle)
     rm, rv = torch.tensor([2.0, 0.0]), torch.tensor([0.5 + 0.5 * 20 / 3, 0.5 + 0.5 * 8 / 3])  # unbiased variances
-    assert_close(
-        worker.get(f"{bn.path}.running_mean"),
-        rm,
-        f"{what}: running_mean",
-        rtol=1e-5,
-        atol=1e-6,
-        oracle=oracle + " (0.5 * 0 + 0.5 * batch mean)",
-    )
-    assert_close(
-        worker.get(f"{bn.path}.running_var"),
-        rv,
-        f"{what}: running_var",
-        rtol=1e-5,
-        atol=1e-6,
-        oracle=oracle + " (0.5 * 1 + 0.5 * the unbiased batch variance)",
-    )
+    for stat, want, how in (
+        ("running_mean", rm, "0.5 * 0 + 0.5 * batch mean"),
+        ("running_var", rv, "0.5 * 1 + 0.5 * the unbiased batch variance"),
+    ):
+        got = worker.get(f"{bn.path}.{stat}")
+        assert_close(got, want, f"{what}: {stat}", rtol=1e-5, atol=1e-6, oracle=f"{oracle} ({how})")
     worker.call(f"{bn.path}.weight.data.copy_", torch.tensor([2.0, 1.0]), what="setting gamma")
     worker.call(f"{bn.path}.bias.data.copy_", torch.tensor([-1.0, 0.5]), what="setting beta")
     worker.call(f"{bn.path}.eval", what="bn.eval()")
@@ -786,15 +776,4 @@ def test_conv_norm_blocks(worker, kind, ni, nf, ks, act, act_first):
             elif name.endswith("running_var"):
                 value.uniform_(0.5, 2.0)
     oracle.eval()
-    state = {k: v.clone() for k, v in oracle.state_dict().items()}
-    worker.load_state(block, state, f"{what} with random weights")
-    worker.probe({"op": "call", "target": f"{block.path}.eval", "discard": True}, f"{what}.eval()")
-    x = rand(2, ni, 8, 8, seed=nf)
-    assert_close(
-        worker.call(block.path, x, what=f"{what} on a (2, {ni}, 8, 8) batch"),
-        oracle(x).detach(),
-        f"{what} in eval mode with random weights, on a (2, {ni}, 8, 8) batch",
-        rtol=1e-4,
-        atol=1e-4,
-        oracle=" -> ".join(f"nn.{t}" for t in order),
-    )
+    worker.computes_like(block, oracle, rand(2, ni, 8, 8, seed=nf), what, " -> ".join(f"nn.{t}" for t in order), 1e-4)
