@@ -59,6 +59,14 @@ def session_cache(tmp_path_factory):
         os.environ["COURSE_CACHE"] = old
 
 
+@pytest.fixture
+def course_root(tmp_path):
+    """A demo course (one source notebook, the release header) with a fresh release in ``exercises/``."""
+    from demo_course import make_course
+
+    return make_course(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def site_build(tmp_path_factory):
     """(origin, BuildResult): the one strict build of the site in a session, served at http://127.0.0.1:<port>/

@@ -10,72 +10,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from demo_course import nb_cell
 
 from course.notebooks import graded_cells, read_notebook
 from course.release import check_release, find_leaks, generate_release
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cell(kind, source, **nbgrader):
-    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
-    if nbgrader:
-        cell.metadata["nbgrader"] = {"schema_version": 3, "locked": not nbgrader.get("solution"), **nbgrader}
-    return cell
-
-
-def demo_notebook():
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["celltoolbar"] = "Create Assignment"
-    nb.cells = [
-        _cell("markdown", "# Exercise 0 — Demo (ex0)"),
-        _cell("code", "import math"),
-        _cell(
-            "code",
-            "def hypot(a, b):\n    ### BEGIN SOLUTION\n    return math.sqrt(a * a + b * b)\n    ### END SOLUTION",
-            grade=False,
-            solution=True,
-            grade_id="ex0_hypot",
-        ),
-        _cell(
-            "code",
-            "# hypot of a 3-4-5 triangle\nassert hypot(3, 4) == 5",
-            grade=True,
-            solution=False,
-            grade_id="ex0_hypot_test",
-            points=2,
-        ),
-        _cell(
-            "code",
-            "### BEGIN SOLUTION\nanswer_constant = 41 + 1\n### END SOLUTION",
-            grade=False,
-            solution=True,
-            grade_id="ex0_answer",
-        ),
-        _cell(
-            "code",
-            "# the answer is 42\nassert answer_constant == 42",
-            grade=True,
-            solution=False,
-            grade_id="ex0_answer_test",
-            points=1,
-        ),
-    ]
-    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="left over output\n")]
-    nb.cells[1].execution_count = 7
-    nb.cells[1].metadata["tags"] = ["imports"]
-    return nb
-
-
-@pytest.fixture
-def course_root(tmp_path):
-    src = tmp_path / "solutions" / "00_demo"
-    src.mkdir(parents=True)
-    nbformat.write(demo_notebook(), str(src / "00_demo.ipynb"))
-    shutil.copy(ROOT / "solutions" / "header.ipynb", tmp_path / "solutions")
-    generate_release(tmp_path, tmp_path / "exercises")
-    return tmp_path
 
 
 def released(root):
@@ -110,7 +50,7 @@ def test_leaks_are_found(course_root):
     nb.cells[3].source += "\n    return math.sqrt(a * a + b * b)"
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="42\n")]
     nb.cells[2].metadata["tags"] = ["x"]
-    nb.cells.append(_cell("code", "### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"))
+    nb.cells.append(nb_cell("code", "### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"))
     nb.metadata["widgets"] = {}
     leaks = "\n".join(find_leaks(src, nb))
     for expected in (

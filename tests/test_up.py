@@ -25,11 +25,10 @@ import nbformat
 import psutil
 import pytest
 from playwright.sync_api import expect
-from test_release import demo_notebook
 
 from course.cli import main
 from course.notebooks import read_notebook
-from course.release import check_working_copy, compare_work, generate_release
+from course.release import check_working_copy, compare_work
 from course.site.build import STAMP, BuildResult, build_if_stale
 from course.up import ALREADY_RUNNING, AlreadyRunning, UpOptions, UpPaths, single_instance, up
 
@@ -37,15 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------ release check, learner's copy
-
-
-@pytest.fixture
-def course_root(tmp_path):
-    src = tmp_path / "solutions" / "00_demo"
-    src.mkdir(parents=True)
-    nbformat.write(demo_notebook(), str(src / "00_demo.ipynb"))
-    generate_release(tmp_path, tmp_path / "exercises")
-    return tmp_path
 
 
 def _released(root):
