@@ -15,19 +15,26 @@ import pytest
 #: Test module -> xdist group. A module not listed is one group of its own (its module fixtures run once);
 #: ``None`` spreads its tests over the workers (each test is independent and costly on its own).
 XDIST_GROUPS: dict[str, str | None] = {
-    "test_site_build": "site",  # the three share the one built site (``served``)
+    "test_site_build": "site",  # the three share the one built site (``site_build``)
     "test_browser_site": "site",
     "test_browser_playground": "site",
     "test_notebooks": None,  # each test executes its own notebook
 }
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2] if item.module else item.nodeid
-        group = XDIST_GROUPS.get(module, module)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load-scope scheduling with ``XDIST_GROUPS`` as the scopes (its own ``xdist_group`` marks are not
+    applied under pytest 9: it renames items through an attribute pytest no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = Path(nodeid.split("::", 1)[0]).stem
+            group = XDIST_GROUPS.get(module, module)
+            return nodeid if group is None else group
+
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
