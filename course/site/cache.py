@@ -7,27 +7,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["ENV_SITE_CACHE", "FigureCache", "file_digest", "source_digest"]
+from course.files import atomic_path
+
+__all__ = ["ENV_SITE_CACHE", "FigureCache"]
 
 ENV_SITE_CACHE = "COURSE_SITE_CACHE"
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def source_digest(paths: Iterable[str | os.PathLike]) -> str:
-    """One digest over several source files: a change to any of them changes it."""
-    h = hashlib.sha256()
-    for p in sorted(map(str, paths)):
-        h.update(p.rsplit(os.sep, 1)[-1].encode())
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()
 
 
 class FigureCache:
@@ -53,13 +37,8 @@ class FigureCache:
             self.hits += 1
             return path
         self.misses += 1
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.partial-{os.getpid()}{suffix}")
-        try:
+        with atomic_path(path) as tmp:
             make(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         self._prune(name, keep=path)
         return path
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from course.files import file_sha256, files_sha256
 from course.reference import CHAPTER_RUNS, REFERENCE_COMMAND, reference_dir
 from course.site import diagrams, runs
-from course.site.cache import FigureCache, file_digest, source_digest
+from course.site.cache import FigureCache
 
 __all__ = ["FIGURES", "FigureSpec", "Missing", "Rendered", "Sources", "code_digest", "render_all"]
 
@@ -76,15 +77,15 @@ class Sources:
             except (DataNotFoundError, DataIntegrityError) as exc:
                 self._why[need] = str(exc)
                 return None
-            return file_digest(src) if src.is_file() else f"{src}:{src.stat().st_mtime_ns}"
+            return file_sha256(src) if src.is_file() else f"{src}:{src.stat().st_mtime_ns}"
         if kind == "bear":
             from course.data import bear_path
 
-            return file_digest(bear_path())
+            return file_sha256(bear_path())
         if kind in ("ref", "opt"):
             path = self.reference / name
             if path.is_file():
-                return file_digest(path)
+                return file_sha256(path)
             self._why[need] = f"`{self._rel(path)}` is not in this checkout; `{REFERENCE_COMMAND}` writes it"
             return None if kind == "ref" else "absent"
         raise ValueError(f"unknown figure input {need!r} (use mnist, bear, ref:<file> or opt:<file>)")
@@ -328,7 +329,8 @@ def _sample_valid(src: Sources) -> tuple[np.ndarray, ...]:
 def code_digest() -> str:
     """Digest of the code that draws figures: editing it redraws everything."""
     here = Path(__file__).parent
-    return source_digest([here / "figures.py", here / "diagrams.py", here / "runs.py", here.parent / "reference.py"])
+    code = [here / "figures.py", here / "diagrams.py", here / "runs.py", here.parent / "reference.py"]
+    return files_sha256(sorted(code))
 
 
 def _save(fig, path: Path, fmt: str) -> None:
