@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "file_sha256", "files_sha256"]
+__all__ = ["atomic_dir", "atomic_path", "atomic_write", "file_sha256", "files_sha256"]
 
 _serial = itertools.count()
 
@@ -31,6 +32,23 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o666) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A fresh folder next to ``path`` to fill; when the block ends it replaces ``path`` (and whatever was there),
+    and it is removed if the block raises, so ``path`` is always either the old folder or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{next(_serial)}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from course.data import PNG_FOLDERS, Mnist, cache_dir, load_mnist, load_mnist_sample
+from course.files import atomic_dir
 
 __all__ = ["LAYOUTS", "layout_path", "mnist_png_path", "mnist_sample_path"]
 
@@ -58,20 +58,12 @@ def layout_path(
         )
     m = load_mnist(source)
     items = list((_png_items if name == "mnist_png" else _sample_items)(m))
-    tmp = root.with_name(f"{root.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(root) as tmp:  # root is absent or empty here (checked above)
         _write_pngs(tmp, items, progress, desc=f"writing {name}")
         if name == "mnist_sample":
             rows = ["name,label"] + [f"{rel},{int(rel.split('/')[1] == '7')}" for rel, _ in items]
             (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
         (tmp / _MARKER).write_text(json.dumps({"images": len(items), "source": m.source}, indent=1))
-        if root.exists():
-            root.rmdir()  # empty, checked above
-        root.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -27,14 +27,13 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from course.files import file_sha256
+from course.files import atomic_dir, file_sha256
 
 __all__ = [
     "BUDGETS",
@@ -507,13 +506,11 @@ def train_reference(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     refs = load_references(root)
     out = Path(out)
-    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "weights").mkdir(parents=True)
-    (tmp / "stats").mkdir()
     runs, traces = {}, {}
     t_all = time.perf_counter()
-    try:
+    with atomic_dir(out) as tmp:  # out is the old folder until the new one is complete
+        (tmp / "weights").mkdir()
+        (tmp / "stats").mkdir()
         for run in RUNS:
             if only and run.name not in only:
                 continue
@@ -558,12 +555,6 @@ def train_reference(
             "files": files,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 

@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from course.files import atomic_path, atomic_write, file_sha256, files_sha256
+from course.files import atomic_dir, atomic_path, atomic_write, file_sha256, files_sha256
 
 
 def test_atomic_write_replaces_the_whole_file(tmp_path):
@@ -54,3 +54,19 @@ def test_digests_change_with_any_byte_name_or_missing_file(tmp_path):
     missing = files_sha256([a, b])
     by_path = files_sha256([a, tmp_path / "c.py"], label=lambda f: f"sub/{f.name}")
     assert len({first, edited, renamed, missing, by_path}) == 5
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "reference"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").mkdir()
+        (tmp / "weights" / "a.pt").write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_dir(target) as tmp:
+        (tmp / "half.pt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == [
+        "reference", "reference/weights", "reference/weights/a.pt"
+    ]  # fmt: skip
+    with atomic_dir(target) as tmp:
+        (tmp / "new.pt").write_text("new")
+    assert [p.name for p in tmp_path.rglob("*")] == ["reference", "new.pt"]
