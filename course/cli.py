@@ -14,61 +14,6 @@ from course import __version__
 __all__ = ["main"]
 
 
-def _data_summary(verify_layouts: bool = False) -> dict:
-    """Load and verify MNIST, MNIST_SAMPLE and the photo; describe them (and optionally check the PNG layouts)."""
-    import numpy as np
-    from PIL import Image
-
-    from course.data import bear_path, cache_dir, load_mnist, load_mnist_sample
-    from course.layouts import LAYOUTS, layout_path
-
-    m = load_mnist()
-    s = load_mnist_sample()
-    with Image.open(bear_path()) as im:
-        bear = f"{bear_path()} ({im.mode} {im.width}x{im.height})"
-    out = {
-        "MNIST source": m.source,
-        "MNIST": f"{len(m.y_train):,} train / {len(m.y_test):,} test, digit counts verified",
-        "MNIST_SAMPLE": f"{len(s.y_train):,} train / {len(s.y_valid):,} valid (3s and 7s)",
-        "train pixel mean/std": "{:.4f} / {:.4f}".format(*(f(m.x_train / 255) for f in (np.mean, np.std))),
-        "colour photo": bear,
-        "cache": str(cache_dir()),
-    }
-    for name in LAYOUTS:
-        root = cache_dir() / name
-        done = (root / ".complete.json").is_file()
-        out[f"layout {name}"] = f"{root} ({'ready' if done else 'not written yet: run `course data prepare`'})"
-        if verify_layouts and done:
-            _verify_layout(name, layout_path(name), m)
-            out[f"layout {name}"] = f"{root} (every PNG decodes pixel-identical to the arrays)"
-    return out
-
-
-def _verify_layout(name: str, root: Path, m) -> None:
-    import numpy as np
-
-    from course.data import DataIntegrityError, load_mnist_sample, read_mnist_png
-
-    if name == "mnist_png":
-        arrays = read_mnist_png(root)
-        pairs = [(arrays["x_train"], m.x_train), (arrays["x_test"], m.x_test)]
-    else:
-        from PIL import Image
-
-        s = load_mnist_sample()
-        pairs = []
-        for split in ("train", "valid"):
-            files = [
-                root / split / s.vocab[lab] / f"{i}.png"
-                for lab, i in zip(getattr(s, f"y_{split}"), getattr(s, f"idx_{split}"), strict=True)
-            ]
-            got = np.stack([np.asarray(Image.open(f)) for f in files])
-            pairs.append((got, getattr(s, f"x_{split}")))
-    for got, want in pairs:
-        if got.shape != want.shape or not np.array_equal(got, want):
-            raise DataIntegrityError(f"{root} does not match the MNIST arrays; delete it and run `course data prepare`")
-
-
 def _print_table(rows: dict) -> None:
     width = max(map(len, rows))
     for k, v in rows.items():
@@ -88,7 +33,7 @@ def cmd_data_where(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from course.layouts import LAYOUTS, layout_path
+    from course.layouts import LAYOUTS, data_summary, layout_path
 
     t0 = time.perf_counter()
     names = LAYOUTS if args.layout == "all" else (args.layout,)
@@ -96,23 +41,25 @@ def cmd_data_prepare(args) -> int:
         dest = None if args.dest is None else Path(args.dest) / name
         print(f"{name}: {layout_path(name, dest, progress=not args.quiet)}")
     print(f"data ready in {time.perf_counter() - t0:.1f} s")
-    _print_table(_data_summary())
+    _print_table(data_summary())
     return 0
 
 
 def cmd_data_verify(args) -> int:
-    _print_table(_data_summary(verify_layouts=args.layouts))
+    from course.layouts import data_summary
+
+    _print_table(data_summary(verify_layouts=args.layouts))
     print("OK: all data verified")
     return 0
 
 
 def cmd_start(args) -> int:
     """Prepare and verify every data set, then say how to start working."""
-    from course.layouts import LAYOUTS, layout_path
+    from course.layouts import LAYOUTS, data_summary, layout_path
 
     for name in LAYOUTS:
         layout_path(name, progress=not args.quiet)
-    _print_table(_data_summary())
+    _print_table(data_summary())
     print("\nReady. Next: `course --help` lists every command.")
     return 0
 
@@ -197,25 +144,25 @@ def cmd_reference_verify(args) -> int:
 
 def cmd_grade(args) -> int:
     """Grade submissions with the hidden graders; results.json per submission and a class grades.csv."""
-    from course.grading.cluster import ClusterLost, WorkerRefused
+    from course.grading.cluster import ClusterLost, WorkerRefused, grade_all_on_cluster
     from course.grading.grade import grade_all
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     ignored: list[str] = []
+    common = {
+        "root": args.root,
+        "force": args.force,
+        "progress": not args.quiet,
+        "cell_timeout": args.cell_timeout,
+        "isolation": "auto" if args.allow_weak_isolation else "bwrap",
+        "ignored": ignored,
+    }
     try:
-        results = grade_all(
-            args.submissions,
-            args.out,
-            jobs=args.jobs,
-            root=args.root,
-            force=args.force,
-            progress=not args.quiet,
-            cell_timeout=args.cell_timeout,
-            isolation="auto" if args.allow_weak_isolation else "bwrap",
-            ignored=ignored,
-            scheduler=args.scheduler,
-        )
+        if args.scheduler:
+            results = grade_all_on_cluster(args.submissions, args.out, args.scheduler, **common)
+        else:
+            results = grade_all(args.submissions, args.out, jobs=args.jobs, **common)
     except (ClusterLost, WorkerRefused, ConnectionError) as exc:  # --scheduler: say why, the same command resumes
         print(f"course: error: {exc}", file=sys.stderr)
         return 1

@@ -18,10 +18,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from course.data import PNG_FOLDERS, Mnist, cache_dir, load_mnist, load_mnist_sample
+from course.data import (
+    PNG_FOLDERS,
+    DataIntegrityError,
+    Mnist,
+    bear_path,
+    cache_dir,
+    load_mnist,
+    load_mnist_sample,
+    read_mnist_png,
+)
 from course.files import atomic_dir
 
-__all__ = ["LAYOUTS", "layout_path", "mnist_png_path", "mnist_sample_path"]
+__all__ = ["LAYOUTS", "data_summary", "layout_path", "mnist_png_path", "mnist_sample_path", "verify_layout"]
 
 LAYOUTS = ("mnist_png", "mnist_sample")
 _MARKER = ".complete.json"
@@ -84,3 +93,47 @@ def mnist_png_path(dest=None, progress: bool = True) -> Path:
 def mnist_sample_path(dest=None, progress: bool = True) -> Path:
     """fastai's ``mnist_sample`` layout, as ``untar_data(URLs.MNIST_SAMPLE)`` would give it."""
     return layout_path("mnist_sample", dest, progress)
+
+
+def data_summary(verify_layouts: bool = False) -> dict:
+    """Load and verify MNIST, MNIST_SAMPLE and the photo; describe them (and optionally check the PNG layouts)."""
+    m = load_mnist()
+    s = load_mnist_sample()
+    with Image.open(bear_path()) as im:
+        bear = f"{bear_path()} ({im.mode} {im.width}x{im.height})"
+    out = {
+        "MNIST source": m.source,
+        "MNIST": f"{len(m.y_train):,} train / {len(m.y_test):,} test, digit counts verified",
+        "MNIST_SAMPLE": f"{len(s.y_train):,} train / {len(s.y_valid):,} valid (3s and 7s)",
+        "train pixel mean/std": "{:.4f} / {:.4f}".format(*(f(m.x_train / 255) for f in (np.mean, np.std))),
+        "colour photo": bear,
+        "cache": str(cache_dir()),
+    }
+    for name in LAYOUTS:
+        root = cache_dir() / name
+        done = (root / ".complete.json").is_file()
+        out[f"layout {name}"] = f"{root} ({'ready' if done else 'not written yet: run `course data prepare`'})"
+        if verify_layouts and done:
+            verify_layout(name, layout_path(name), m)
+            out[f"layout {name}"] = f"{root} (every PNG decodes pixel-identical to the arrays)"
+    return out
+
+
+def verify_layout(name: str, root: Path, m: Mnist) -> None:
+    """Raise DataIntegrityError unless every PNG of layout ``name`` at ``root`` decodes to the arrays of ``m``."""
+    if name == "mnist_png":
+        arrays = read_mnist_png(root)
+        pairs = [(arrays["x_train"], m.x_train), (arrays["x_test"], m.x_test)]
+    else:
+        s = load_mnist_sample()
+        pairs = []
+        for split in ("train", "valid"):
+            files = [
+                root / split / s.vocab[lab] / f"{i}.png"
+                for lab, i in zip(getattr(s, f"y_{split}"), getattr(s, f"idx_{split}"), strict=True)
+            ]
+            got = np.stack([np.asarray(Image.open(f)) for f in files])
+            pairs.append((got, getattr(s, f"x_{split}")))
+    for got, want in pairs:
+        if got.shape != want.shape or not np.array_equal(got, want):
+            raise DataIntegrityError(f"{root} does not match the MNIST arrays; delete it and run `course data prepare`")

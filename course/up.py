@@ -190,9 +190,8 @@ def up(opts: UpOptions, paths: UpPaths | None = None) -> int:
 
 def _prepare(opts: UpOptions, out: Callable[[str], None]) -> None:
     """Release check, data, site build; StartError when one of them stops the start."""
-    from course.cli import _data_summary
     from course.data import cache_dir
-    from course.layouts import LAYOUTS, layout_path
+    from course.layouts import LAYOUTS, data_summary, layout_path
     from course.release import check_working_copy
     from course.site.build import build_if_stale
 
@@ -210,7 +209,7 @@ def _prepare(opts: UpOptions, out: Callable[[str], None]) -> None:
         out("  data      writing the PNG layouts into the cache, once (about 20 s) ...")
     for name in LAYOUTS:
         layout_path(name, progress=opts.progress)
-    s = _data_summary()
+    s = data_summary()
     out(f"  data      MNIST {s['MNIST']}; MNIST_SAMPLE {s['MNIST_SAMPLE']}; layouts in {s['cache']}")
     if opts.site:
         try:
