@@ -42,7 +42,16 @@ from course.grading import grade
 from course.grading.grade import Job, Outcome, Settings
 from course.grading.submission import MAX_BYTES, load_submission
 
-__all__ = ["ClusterLost", "WorkerRefused", "environment", "grade_on_cluster", "grade_task", "refusal", "worker_root"]
+__all__ = [
+    "ClusterLost",
+    "WorkerRefused",
+    "environment",
+    "grade_all_on_cluster",
+    "grade_on_cluster",
+    "grade_task",
+    "refusal",
+    "worker_root",
+]
 
 ROOT_ENV = "COURSE_ROOT"  # on a worker: the course checkout it grades with (default: the one its package is in)
 CPUS_ENV = "COURSE_GRADER_CPUS"  # on a worker: CPUs per grader (default: its cores / its threads)
@@ -235,6 +244,24 @@ def _failure(exc: BaseException) -> str:
     return f"grading on the cluster failed ({type(exc).__name__}: {str(exc)[:300]}); please tell the instructor"
 
 
+def grade_all_on_cluster(
+    paths,
+    out_dir,
+    scheduler: str,
+    root=".",
+    force: bool = False,
+    progress: bool = True,
+    cell_timeout: float = 60,
+    isolation: str = "bwrap",
+    ignored: list[str] | None = None,
+) -> list[dict]:
+    """``grade.grade_all`` on the dask.distributed cluster at ``scheduler``: the same results and grades.csv."""
+    settings = Settings(cell_timeout=cell_timeout, isolation=isolation)
+    results = grade_on_cluster(grade.find_jobs(paths, ignored), out_dir, scheduler, root, force, progress, settings)
+    grade.write_grades_csv(results, Path(out_dir) / "grades.csv")
+    return results
+
+
 def grade_on_cluster(
     todo: list[Job],
     out_dir,
@@ -247,7 +274,7 @@ def grade_on_cluster(
     window: int = 64,
     task=grade_task,
 ) -> list[dict]:
-    """Grade ``todo`` on the cluster at ``scheduler``, writing each result here (``grade.grade_all`` calls this).
+    """Grade ``todo`` on the cluster at ``scheduler``, writing each result here.
 
     ``retries``: reruns of a task that raised; ``window``: at least this many tasks in flight (four per worker
     thread when that is more), so that the scheduler never holds every notebook of a large batch; ``task``: the

@@ -475,25 +475,19 @@ def grade_all(
     cell_timeout: float = 60,
     isolation: str = "bwrap",
     ignored: list[str] | None = None,
-    scheduler: str | None = None,
 ) -> list[dict]:
     """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv.
 
     ``isolation``: "bwrap" (required; the default) or "auto" (per-process limits only where bwrap does not
-    work, said in each result). ``scheduler``: grade on that dask.distributed cluster instead of here
-    (``course.grading.cluster``; ``jobs`` is then unused). The graders are started through :mod:`multiprocessing`
-    (``forkserver``), so a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
+    work, said in each result). ``course.grading.cluster.grade_all_on_cluster`` does the same on a
+    dask.distributed cluster. The graders are started through :mod:`multiprocessing` (``forkserver``), so a
+    script that calls this needs the usual ``if __name__ == "__main__":`` guard.
     """
+    from course.grading.sandbox import Sandbox
+
     settings = Settings(cell_timeout=cell_timeout, isolation=isolation)
-    if scheduler:
-        from course.grading.cluster import grade_on_cluster
-
-        results = grade_on_cluster(find_jobs(paths, ignored), out_dir, scheduler, root, force, progress, settings)
-    else:
-        from course.grading.sandbox import Sandbox
-
-        Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
-        results = _grade_here(find_jobs(paths, ignored), out_dir, max(1, jobs), root, force, progress, settings)
+    Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
+    results = _grade_here(find_jobs(paths, ignored), out_dir, max(1, jobs), root, force, progress, settings)
     write_grades_csv(results, Path(out_dir) / "grades.csv")
     return results
 
