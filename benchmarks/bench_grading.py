@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course.exercises import EXERCISES  # noqa: E402
-from course.grading.cluster import CPUS_ENV, grade_all_on_cluster, grade_on_cluster  # noqa: E402
+from course.grading.cluster import CPUS_ENV, grade_on_cluster, on_cluster  # noqa: E402
 from course.grading.grade import Settings, discover, grade_all  # noqa: E402
 
 NBS = list(EXERCISES.values())
@@ -101,15 +101,15 @@ def cluster_vs_local(base: Path, workers: int = 2) -> dict:
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       preload=["course.grading.cluster"]) as lc:  # fmt: skip
         grade_all(s1, base / "warm-local", jobs=workers, root=ROOT, progress=False)
-        grade_all_on_cluster(s1, base / "warm-cluster", lc.scheduler_address, root=ROOT, progress=False)
+        grade_all(s1, base / "warm-cluster", root=ROOT, progress=False, backend=on_cluster(lc.scheduler_address))
         for i, where in enumerate(("local", "cluster", "cluster", "local")):
             out = base / f"batch-{where}-{i}"
             if where == "local":
                 seconds, res = _timed(grade_all, [base / "submitted"], out, jobs=workers, root=ROOT, progress=False)
                 local_s.append(seconds)
             else:
-                seconds, res = _timed(grade_all_on_cluster, [base / "submitted"], out, lc.scheduler_address,
-                                      root=ROOT, progress=False)  # fmt: skip
+                seconds, res = _timed(grade_all, [base / "submitted"], out, root=ROOT, progress=False,
+                                      backend=on_cluster(lc.scheduler_address))  # fmt: skip
                 cluster_s.append(seconds)
             assert all(r["score"] == r["max_score"] for r in res), f"{where}: not all full marks"
             print(f"  {where}: batch of {len(res)} in {seconds:.1f} s", flush=True)

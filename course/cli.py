@@ -144,25 +144,25 @@ def cmd_reference_verify(args) -> int:
 
 def cmd_grade(args) -> int:
     """Grade submissions with the hidden graders; results.json per submission and a class grades.csv."""
-    from course.grading.cluster import ClusterLost, WorkerRefused, grade_all_on_cluster
+    from course.grading.cluster import ClusterLost, WorkerRefused, on_cluster
     from course.grading.grade import grade_all
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     ignored: list[str] = []
-    common = {
-        "root": args.root,
-        "force": args.force,
-        "progress": not args.quiet,
-        "cell_timeout": args.cell_timeout,
-        "isolation": "auto" if args.allow_weak_isolation else "bwrap",
-        "ignored": ignored,
-    }
     try:
-        if args.scheduler:
-            results = grade_all_on_cluster(args.submissions, args.out, args.scheduler, **common)
-        else:
-            results = grade_all(args.submissions, args.out, jobs=args.jobs, **common)
+        results = grade_all(
+            args.submissions,
+            args.out,
+            jobs=args.jobs,
+            root=args.root,
+            force=args.force,
+            progress=not args.quiet,
+            cell_timeout=args.cell_timeout,
+            isolation="auto" if args.allow_weak_isolation else "bwrap",
+            ignored=ignored,
+            backend=on_cluster(args.scheduler) if args.scheduler else None,
+        )
     except (ClusterLost, WorkerRefused, ConnectionError) as exc:  # --scheduler: say why, the same command resumes
         print(f"course: error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from grading_cases.ex2 import WRONG
 from grading_cases.hostile import HOSTILE
 from submissions import NB2, ROOT, replace_cells, solution_nb, write_submission
 
-from course.grading.cluster import WorkerRefused, grade_all_on_cluster, grade_on_cluster, grade_task
+from course.grading.cluster import WorkerRefused, grade_on_cluster, grade_task, on_cluster
 from course.grading.grade import Settings, discover, fingerprint, grade_all
 
 DASK = Path(sys.executable).parent / "dask"
@@ -141,9 +141,8 @@ def _same_files(local: Path, cluster: Path) -> None:
 
 def test_a_cluster_grades_exactly_as_local_grading(cluster, batch, tmp_path):
     subs, local = batch
-    results = grade_all_on_cluster(
-        [subs], tmp_path, cluster.address, root=ROOT, progress=False, cell_timeout=CELL_TIMEOUT
-    )
+    on = on_cluster(cluster.address)
+    results = grade_all([subs], tmp_path, root=ROOT, progress=False, cell_timeout=CELL_TIMEOUT, backend=on)
     assert len(results) == 4
     _same_files(local, tmp_path)
     by = {r["extra"]["student"]: r for r in results}
@@ -259,7 +258,7 @@ def test_a_worker_with_a_changed_grader_is_refused(cluster, batch, tmp_path_fact
         assert "graders differ from the instructor's" in reply["refused"] and "outcome" not in reply
         out = tmp_path_factory.mktemp("graded-refused")
         with pytest.raises(WorkerRefused, match="graders differ from the instructor's") as refused:
-            grade_all_on_cluster([subs / "solution"], out, cluster.address, root=ROOT, progress=False)
+            grade_all([subs / "solution"], out, root=ROOT, progress=False, backend=on_cluster(cluster.address))
         message = str(refused.value)
         assert f"worker {addr[0]} refused" in message and str(other) in message and "nothing was graded" in message
         assert not list(out.rglob("results.json"))

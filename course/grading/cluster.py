@@ -46,9 +46,9 @@ __all__ = [
     "ClusterLost",
     "WorkerRefused",
     "environment",
-    "grade_all_on_cluster",
     "grade_on_cluster",
     "grade_task",
+    "on_cluster",
     "refusal",
     "worker_root",
 ]
@@ -244,22 +244,13 @@ def _failure(exc: BaseException) -> str:
     return f"grading on the cluster failed ({type(exc).__name__}: {str(exc)[:300]}); please tell the instructor"
 
 
-def grade_all_on_cluster(
-    paths,
-    out_dir,
-    scheduler: str,
-    root=".",
-    force: bool = False,
-    progress: bool = True,
-    cell_timeout: float = 60,
-    isolation: str = "bwrap",
-    ignored: list[str] | None = None,
-) -> list[dict]:
-    """``grade.grade_all`` on the dask.distributed cluster at ``scheduler``: the same results and grades.csv."""
-    settings = Settings(cell_timeout=cell_timeout, isolation=isolation)
-    results = grade_on_cluster(grade.find_jobs(paths, ignored), out_dir, scheduler, root, force, progress, settings)
-    grade.write_grades_csv(results, Path(out_dir) / "grades.csv")
-    return results
+def on_cluster(scheduler: str):
+    """A ``backend`` for ``grade.grade_all``: grade its submissions on the dask.distributed cluster at ``scheduler``."""
+
+    def backend(todo: list[Job], out_dir, root, force: bool, progress: bool, settings: Settings) -> list[dict]:
+        return grade_on_cluster(todo, out_dir, scheduler, root, force, progress, settings)
+
+    return backend
 
 
 def grade_on_cluster(

@@ -475,19 +475,24 @@ def grade_all(
     cell_timeout: float = 60,
     isolation: str = "bwrap",
     ignored: list[str] | None = None,
+    backend=None,
 ) -> list[dict]:
     """Grade every submission found under ``paths`` with ``jobs`` in parallel; write results and grades.csv.
 
     ``isolation``: "bwrap" (required; the default) or "auto" (per-process limits only where bwrap does not
-    work, said in each result). ``course.grading.cluster.grade_all_on_cluster`` does the same on a
-    dask.distributed cluster. The graders are started through :mod:`multiprocessing` (``forkserver``), so a
+    work, said in each result). ``backend``: grade elsewhere instead, e.g. ``course.grading.cluster.on_cluster``
+    (``jobs`` is then unused). The graders are started through :mod:`multiprocessing` (``forkserver``), so a
     script that calls this needs the usual ``if __name__ == "__main__":`` guard.
     """
-    from course.grading.sandbox import Sandbox
-
     settings = Settings(cell_timeout=cell_timeout, isolation=isolation)
-    Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
-    results = _grade_here(find_jobs(paths, ignored), out_dir, max(1, jobs), root, force, progress, settings)
+    todo = find_jobs(paths, ignored)
+    if backend is None:
+        from course.grading.sandbox import Sandbox
+
+        Sandbox(isolation=isolation)  # fail closed before anything starts: raises when bwrap is required but broken
+        results = _grade_here(todo, out_dir, max(1, jobs), root, force, progress, settings)
+    else:
+        results = backend(todo, out_dir, root, force, progress, settings)
     write_grades_csv(results, Path(out_dir) / "grades.csv")
     return results
 
