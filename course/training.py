@@ -70,8 +70,8 @@ def sequential(layers: list, state_dict: dict | None = None, seed: int | None = 
 
 def hyper_trace():
     """A fastai callback that records, at each training batch, the learning rate and momentum the optimizer has
-    once every scheduler has set them, and the batch's loss; and each epoch's wall time. Read ``lr_trace``,
-    ``mom_trace``, ``loss_trace`` and ``epoch_s`` after fitting."""
+    once every scheduler has set them, and the batch's loss (a detached tensor); and each epoch's wall time. Read
+    ``lr_trace``, ``mom_trace``, ``loss_trace`` and ``epoch_s`` after fitting."""
     from fastai.callback.core import Callback
 
     class HyperTrace(Callback):
@@ -92,7 +92,7 @@ def hyper_trace():
 
         def after_loss(self):
             if self.training:
-                self.loss_trace.append(float(self.loss.detach()))
+                self.loss_trace.append(self.loss.detach())  # a tensor: no device sync per batch
 
         def after_epoch(self):
             self.epoch_s.append(time.perf_counter() - self._t0)
@@ -153,7 +153,7 @@ def fit(
     return {
         "lrs": trace.lr_trace,
         "moms": trace.mom_trace,
-        "losses": trace.loss_trace,
+        "losses": [float(v) for v in trace.loss_trace],
         "logits": logits,
         "state": state,
     }
