@@ -15,6 +15,7 @@ was the earlier task's, which already loses its own points.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -188,6 +189,12 @@ def grading(submission, pytestconfig):
         pytestconfig._sandbox_info = g.close()
 
 
+@functools.cache
+def _tampering(cells: tuple[tuple[str, str], ...], task: str) -> list[str]:
+    """``rules.tampering``, once per task instead of once per check."""
+    return tampering(list(cells), task)
+
+
 @pytest.fixture(autouse=True)
 def _task_answer_present(request, submission):
     """Before any check: its task's answer cell must be in the notebook, undamaged, and neither it nor an earlier
@@ -195,7 +202,7 @@ def _task_answer_present(request, submission):
     task = task_of(request.node)
     if task in submission.problems:
         fail(submission.problems[task])
-    found = tampering(submission.cells_before(task) + [(task, submission.cells[task])], task)
+    found = _tampering((*submission.cells_before(task), (task, submission.cells[task])), task)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         fail(

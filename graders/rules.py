@@ -127,9 +127,12 @@ _DYNAMIC_ATTRS |= _DYNAMIC_PARTS | _DYNAMIC_NAMES
 _COURSE_API = ("course.data", "course.dataloaders", "course.env")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(source: str) -> ast.Module | None:
     """The cell's syntax tree, or None when it is not valid Python (then it runs as a syntax error and defines
-    nothing). ``source`` is a submission's cell as it runs (``submission.runnable``): read and run are one text."""
+    nothing). ``source`` is a submission's cell as it runs (``submission.runnable``): read and run are one text.
+
+    Cached: every check reads the same few cells again. Callers only read the tree, never change it."""
     try:
         return ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):

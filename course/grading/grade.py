@@ -224,6 +224,7 @@ def _run_graders(
             "--cell-timeout", f"{cell_timeout:g}", "--probe-timeout", f"{cell_timeout:g}",
             "--cpus", f"{cpus:g}", "--isolation", isolation,
             "-p", "_hypothesis_pytestplugin", "-p", "no:cacheprovider", "-q", "--no-header", "--rootdir", str(root),
+            "--tb=no",  # feedback is the check's own message; formatting tracebacks cost ~0.1 s per failed check
         ]  # fmt: skip
         proc = _grader_context().Process(target=_pytest_child, args=(args, str(root), str(log), str(tmp), threads))
         with _LOCK:

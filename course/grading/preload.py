@@ -4,6 +4,7 @@ Only libraries and the trusted ``course`` modules: no student code, no grader fi
 computing (forked children then start their own torch thread pools).
 """
 
+import gc
 import warnings
 
 with warnings.catch_warnings():
@@ -17,6 +18,12 @@ with warnings.catch_warnings():
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward() imports it and sympy, ~0.5 s)
 
     import course.dataloaders  # noqa: F401
     import course.grading.submission  # noqa: F401
+
+# Everything imported so far lives as long as the server: out of the collector's reach, the graders' collections
+# (pytest's and hypothesis's explicit ones, ~0.25 s each over this heap) look only at what they made themselves,
+# and the forked children keep sharing these pages instead of copying them when the collector touches them.
+gc.freeze()

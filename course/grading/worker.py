@@ -464,6 +464,13 @@ def _watch_mode(torch, worker: Worker):
     saw = worker.saw
 
     class Watch(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls):
+            # torch wraps a mode's handler in a "not traced by torch.compile" guard whose first call imports
+            # torch._dynamo: ~1 s of CPU at the first watched probe of every session. Nothing compiles here (the
+            # rules refuse torch.compile and torch._dynamo), so the guard is left out.
+            return False
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             saw(str(func))
             return func(*args, **(kwargs or {}))
