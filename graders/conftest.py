@@ -28,7 +28,7 @@ from course.grading.submission import Submission, load_submission
 from course.reference import load_manifest
 
 from .checks import CheckFailed, RuleBroken, SandboxedSubmission, fail
-from .rules import names_used, tampering
+from .rules import modules_imported, names_used, tampering
 from .standins import needs_replay, standin_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,8 @@ def grading(submission, pytestconfig):
         cell_seconds=pytestconfig.getoption("cell_timeout"),
         cpus=pytestconfig.getoption("cpus"),
     )
-    g = Grading(submission, Sandbox(limits, isolation=pytestconfig.getoption("isolation")))
+    isolation = pytestconfig.getoption("isolation")
+    g = Grading(submission, Sandbox(limits, isolation, preload=modules_imported(submission.preamble)))
     pytestconfig._grading = g
     try:
         yield g

@@ -208,6 +208,17 @@ def code_of(cells: list[tuple[str, str]], task: str) -> list[tuple[str, ast.stmt
     return [(u.cell, u.node) for u in units if id(u) in chosen]
 
 
+def modules_imported(source: str) -> tuple[str, ...]:
+    """The modules ``source``'s import statements load (absolute imports only), in order."""
+    tree, found = parse(source), []
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append(node.module)
+    return tuple(dict.fromkeys(found))
+
+
 def names_used(source: str) -> set[str]:
     """Every name the cell reads (at any depth), e.g. to see which earlier answers it calls."""
     tree = parse(source)

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import textwrap
@@ -514,7 +515,8 @@ def test_hidden_paths_are_invisible_and_writes_outside_scratch_fail(escapes):
             assert cell.status == "error" and cell.error.is_a("OSError"), cell
     assert res.cell("list_solutions").error.is_a("FileNotFoundError")
     assert res.cell("list_data").error.is_a("FileNotFoundError")
-    assert res.cell("write_scratch").ok and res["where"].value == "/sandbox/scratch/scratch_file.txt"
+    where = res["where"].value  # the scratch folder, or a forked worker's own folder in it
+    assert res.cell("write_scratch").ok and re.fullmatch(r"/sandbox/scratch(/w\d+-[0-9a-f]+)?/scratch_file\.txt", where)
     assert canary.read_text() == "unchanged"
     assert not (REPO / "sandbox_canary.txt").exists() and not Path(sys.prefix, "sandbox_canary.txt").exists()
     assert hashlib.sha256(COURSE_INIT.read_bytes()).hexdigest() == before
@@ -540,8 +542,9 @@ def test_processes_a_cell_leaves_behind_are_stopped_when_it_ends():
         left = len([p for p in os.listdir("/proc") if p.isdigit()])
     """
     with Sandbox(Limits(), isolation="bwrap").session(cells(orphan=orphan)) as s:
-        assert s.get("left").value == 3  # while the cell ran: bwrap's init, the worker and the grandchild
-        assert _processes_in(s.worker_info["pidns"]) == 2  # after it: the grandchild was killed
+        base = 2 + s.launched  # bwrap's init and the worker (and the launcher that forked it)
+        assert s.get("left").value == base + 1  # while the cell ran: and the grandchild
+        assert _processes_in(s.worker_info["pidns"]) == base  # after it: the grandchild was killed
 
 
 @needs_bwrap
@@ -563,9 +566,33 @@ def test_fork_bomb_is_capped_and_fully_killed():
         kids, err = s.get("kids").value, s.get("err").value
         ns = s.worker_info["pidns"]
         during = _processes_in(ns)
+    sandbox.close()
     after = _processes_in(ns)
     assert err == "BlockingIOError" and 20 <= kids <= 32
-    assert during <= 2 and after == 0  # the cell's children died when it ended: bwrap's init and the worker remain
+    # the cell's children died when it ended: bwrap's init and the worker remain (and the launcher that forked it)
+    assert during <= 2 + s.launched and after == 0
+
+
+@needs_bwrap
+@needs_cgroup
+def test_workers_forked_in_one_sandbox_keep_their_own_uid_cgroup_and_folders():
+    sandbox = Sandbox(Limits(), isolation="bwrap", preload=("torch.nn.functional",))
+    keep = "HOME, UID = os.environ['HOME'], os.getuid()\nopen('mine.txt', 'w').write('secret')"
+    with sandbox.session(cells(keep=keep)) as a:
+        home = a.get("HOME").value
+        peek = f"try:\n    SEEN = open({home!r} + '/mine.txt').read()\nexcept OSError as e:\n    SEEN = e.strerror"
+        with sandbox.session(cells(peek=peek)) as b:
+            assert a.launched == b.launched == (os.geteuid() == 0)  # CI and the graders run as root
+            if not a.launched:
+                pytest.skip("workers are forked only when grading as root")
+            assert a.worker_info["pidns"] == b.worker_info["pidns"]  # one sandbox
+            assert a.get("UID").value != os.getuid() != b.call("os.getuid").value != a.get("UID").value
+            assert a.group.dirs != b.group.dirs
+            assert b.get("SEEN").value == "Permission denied"  # another worker's folder is closed to it
+            a.restart()  # a new worker for a (its first one's folders go with it); b's goes on
+            assert b.call("os.path.exists", home).value is False and b.restarts == 0
+            assert a.get("HOME").value != home
+    sandbox.close()
 
 
 def _processes_in(pidns: str) -> int:
@@ -727,19 +754,25 @@ WHOLE = """
         DEV_SHM = errno.errorcode.get(e.errno, str(e.errno))
 
     def children(n, mb):
-        pids = []
+        pids, ready = [], []
         for _ in range(n):
+            r, w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 try:
                     block = bytearray(mb << 20)
                     for i in range(0, len(block), 4096):
                         block[i] = 1
+                    os.write(w, b"1")  # all its memory is in use now
                     time.sleep(60)
                 finally:
                     os._exit(0)
+            os.close(w)
             pids.append(pid)
-        time.sleep(4)
+            ready.append(r)
+        for r in ready:  # each child says it holds its memory, or dies trying (then the read sees the pipe's end)
+            os.read(r, 1)
+        time.sleep(1)
         return [os.waitpid(p, os.WNOHANG)[0] == 0 for p in pids]
 """
 
@@ -760,9 +793,9 @@ def test_the_whole_sandbox_shares_one_memory_budget_and_no_namespace_escapes():
             "DUMPABLE": True,
             "PROC_MEM": "PermissionError",
         }
-        # six children of 150 MiB each are within every per-process limit, not within the sandbox's 1 GiB
-        alive = s.call("children", 6, 150)
-        assert alive.status == "crashed" or (alive.ok and alive.value.count(True) < 6), alive
+        # seven children of 150 MiB each are within every per-process limit, not within the sandbox's 1 GiB
+        alive = s.call("children", 7, 150)
+        assert alive.status == "crashed" or (alive.ok and alive.value.count(True) < 7), alive
         assert s.group is not None and s.group.oom_kills() >= 1
         res = s.result()
     assert any(e.startswith("whole sandbox (cgroup") for e in res.enforced)

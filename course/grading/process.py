@@ -16,14 +16,17 @@ import os
 import secrets
 import select
 import signal
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable
 
 from course.grading.cgroup import Cgroup
+from course.grading.isolation import SANDBOX_SCRATCH
 from course.grading.protocol import CONFIG_ENV
 
-__all__ = ["Capture", "WorkerProcess", "wall_cap"]
+__all__ = ["Capture", "Launcher", "WorkerProcess", "wall_cap"]
 
 _CGROUP_ENV = "COURSE_SANDBOX_CGROUP"
 # a shell joins the cgroup (one cgroup.procs file per hierarchy), forgets the variable, then becomes the command
@@ -73,9 +76,7 @@ class WorkerProcess:
         extra_fds: tuple[int, ...] = (),
         reply_budget: int = 1 << 30,
     ):
-        self.reply_bytes, self.exit_words, self.cgroup = reply_bytes, exit_words, cgroup
-        self.reply_budget = self._budget0 = reply_budget  # reply bytes the worker may send in all, then it stops
-        self.child_pid: int | None = None  # bwrap's sandbox init: killing it ends every process inside
+        self._setup(reply_bytes, exit_words, cgroup, reply_budget)
         req_r, self._req = os.pipe()
         self._rep, rep_w = os.pipe()
         child_fds = [req_r, rep_w]
@@ -96,12 +97,29 @@ class WorkerProcess:
         finally:
             for fd in child_fds:
                 os.close(fd)
+        self._ready(outputs)
+        if info_r is not None:
+            self.child_pid = _read_child_pid(info_r)
+
+    @classmethod
+    def attach(cls, proc, request_fd: int, reply_fd: int, outputs, reply_bytes, exit_words, cgroup, reply_budget):
+        """A worker another process started (``Launcher.spawn``): ``proc`` answers ``poll``/``wait`` like a Popen."""
+        self = cls.__new__(cls)
+        self._setup(reply_bytes, exit_words, cgroup, reply_budget)
+        self.proc, self._req, self._rep = proc, request_fd, reply_fd
+        self._ready(outputs)
+        return self
+
+    def _setup(self, reply_bytes, exit_words, cgroup, reply_budget) -> None:
+        self.reply_bytes, self.exit_words, self.cgroup = reply_bytes, exit_words, cgroup
+        self.reply_budget = self._budget0 = reply_budget  # reply bytes the worker may send in all, then it stops
+        self.child_pid: int | None = None  # bwrap's sandbox init: killing it ends every process inside
+
+    def _ready(self, outputs) -> None:
         self._outs = dict(zip((self.proc.stdout.fileno(), self.proc.stderr.fileno()), outputs, strict=True))
         self._rbuf, self._discarding = bytearray(), False
         for fd in (self._req, self._rep, *self._outs):
             os.set_blocking(fd, False)
-        if info_r is not None:
-            self.child_pid = _read_child_pid(info_r)
 
     @property
     def alive(self) -> bool:
@@ -230,7 +248,7 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the sandbox (its init first, so bwrap reaps it; then its whole cgroup), wait, keep the last
         output, close pipes."""
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and isinstance(self.proc, subprocess.Popen):  # a forked worker: its cgroup
             if self.child_pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.child_pid, signal.SIGKILL)
@@ -253,6 +271,146 @@ class WorkerProcess:
         if self._req is not None:
             os.close(self._req)
             self._req = None
+
+
+class Launcher:
+    """A sandbox whose first process (``course.grading.worker`` with a ``control_fd``) has imported the libraries
+    once and forks each session's worker on request (see the worker module): ``spawn`` returns a ``WorkerProcess``
+    in a fraction of a second instead of the ~2.5 s of a new interpreter, torch and the notebook's imports.
+
+    Control messages (JSON, one per datagram) and the new worker's pipes travel over a Unix socket pair. The new
+    worker says who it is over its own socket pair, whose kernel-added credentials give its pid as this side sees
+    it; it is moved into its session's cgroup before it may go on, so that limits, CPU accounting and killing stay
+    per session exactly as for a worker in a sandbox of its own.
+    """
+
+    def __init__(
+        self, cmd, env: dict[str, str], cfg: dict, outputs, exit_words, cgroup: Cgroup, extra_fds, secs, deadline
+    ):
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            cfg = {**cfg, "control_fd": theirs.fileno()}
+            self.process = WorkerProcess(
+                cmd, env, cfg, None, outputs, 1 << 16, exit_words, cgroup, (*extra_fds, theirs.fileno())
+            )
+        finally:
+            theirs.close()
+        self.cgroup = cgroup
+        self.exits: dict[int, int] = {}  # spawn number -> exit code
+        self._n = 0
+        status, hello, detail, _ = self.process.exchange(None, secs, deadline)
+        self.problem = (detail or "it did not start") if status != "ok" else ""
+        if not self.problem and hello.get("threads") != 1:
+            self.problem = f"its libraries started threads ({hello.get('threads')}), so it cannot fork"
+        self.startup_seconds = hello.get("startup_seconds")
+
+    @property
+    def alive(self) -> bool:
+        return not self.problem and self.process.alive
+
+    def pump(self, timeout: float = 0.0) -> None:
+        """Read the launcher's exit reports (waiting up to ``timeout`` for the first)."""
+        while _poll([self.ctl.fileno()], [], timeout)[0]:
+            timeout = 0.0
+            try:
+                msg = json.loads(self.ctl.recv(1 << 12) or b"null")
+            except (OSError, ValueError):
+                msg = None
+            if not isinstance(msg, dict):
+                self.problem = "the launcher stopped"
+                return
+            if msg.get("op") == "exit" and type(msg.get("spawn")) is int and type(msg.get("rc")) is int:
+                self.exits[msg["spawn"]] = msg["rc"]
+
+    def exit_code(self, spawn: int) -> int | None:
+        self.pump()
+        if spawn in self.exits:
+            return self.exits[spawn]
+        return None if self.process.alive else -signal.SIGKILL  # the sandbox ended: so did every worker in it
+
+    def spawn(
+        self, worker: dict, outputs, reply_bytes, exit_words, cgroup: Cgroup, reply_budget, secs
+    ) -> WorkerProcess:
+        """Fork a worker (``worker``: its uid, gid and inputs folder) into ``cgroup``; OSError when it does not come."""
+        self._n += 1
+        name = f"w{self._n}-{secrets.token_hex(4)}"  # not guessable: no earlier worker can take its place
+        own = [f"{SANDBOX_SCRATCH}/{name}", f"/tmp/{name}"]  # its home and temp folders, removed after it
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, child = [req_w, rep_r, out_r, err_r], [req_r, rep_w, out_w, err_w]
+        try:
+            mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            msg = json.dumps({"spawn": self._n, "worker": worker, "own": own}).encode()
+            try:
+                socket.send_fds(self.ctl, [msg], [theirs.fileno(), *child])
+            finally:
+                theirs.close()
+                for fd in child:
+                    os.close(fd)
+            pid = _sender_pid(mine, secs)
+            if pid is None:
+                raise OSError("the launcher did not fork a worker in time")
+            for path in cgroup.procs_files:
+                with open(path, "w") as f:
+                    f.write(str(pid))
+            mine.send(b"g")
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            mine.close()
+        proc = _Forked(self, self._n, pid, out_r, err_r)
+        return WorkerProcess.attach(proc, req_w, rep_r, outputs, reply_bytes, exit_words, cgroup, reply_budget)
+
+    def close(self) -> None:
+        """Kill the sandbox (bwrap's init goes, and with it every process inside); idempotent."""
+        if self.ctl.fileno() < 0:
+            return
+        self.process.kill()
+        self.ctl.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+class _Forked:
+    """A worker forked by a ``Launcher``, through the parts of ``subprocess.Popen`` that ``WorkerProcess`` uses."""
+
+    def __init__(self, launcher: Launcher, spawn: int, pid: int, out_r: int, err_r: int):
+        self.launcher, self.spawn, self.pid = launcher, spawn, pid
+        self.stdout, self.stderr = os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.launcher.exit_code(self.spawn)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        end = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= end:
+                raise subprocess.TimeoutExpired("worker", timeout)
+            self.launcher.pump(0.05)
+        return self.returncode
+
+
+def _sender_pid(sock: socket.socket, timeout: float) -> int | None:
+    """The pid (in this side's pid namespace) the kernel attached to the first message on ``sock``."""
+    if not _poll([sock.fileno()], [], timeout)[0]:
+        return None
+    try:
+        _, ancillary, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(struct.calcsize("3i")))
+    except OSError:
+        return None
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("3i", data[: struct.calcsize("3i")])[0]
+            return pid if pid > 1 else None
+    return None
 
 
 def _read_child_pid(fd: int) -> int | None:

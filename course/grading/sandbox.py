@@ -54,6 +54,8 @@ Isolation: ``bwrap`` (read-only system, Python install, venv and the ``course`` 
 repository, no data; tmpfs scratch and /tmp; no network; new pid, ipc and uts namespaces; all
 capabilities dropped, a seccomp filter, and, when the grader runs as root, a per-run unprivileged uid).
 It is required unless the caller asks for weaker isolation (``isolation="auto"`` or ``"rlimits"``).
+Where each worker can get its own uid and cgroup (bwrap, root, cgroups), a ``Sandbox`` is one bwrap whose
+launcher imports the libraries once (``preload``) and forks each session's worker (``process.Launcher``).
 Every session's processes share one cgroup when this machine allows it (memory with shared memory,
 processes, a CPU quota; timeouts then count the sandbox's CPU time), and each process gets rlimits (CPU
 time, data memory, address space, processes, file size, open files), a scrubbed environment and capped
@@ -98,7 +100,7 @@ from course.grading.isolation import (
     report,
     worker_env,
 )
-from course.grading.process import Capture, WorkerProcess
+from course.grading.process import Capture, Launcher, WorkerProcess
 from course.grading.protocol import Budget, Npy, ProtocolError, decode, encode, valid_npy_name
 from course.grading.seccomp import filter_program
 
@@ -244,7 +246,7 @@ class Sandbox:
     submissions should use "bwrap"; the weaker modes are explicit choices.
     """
 
-    def __init__(self, limits: Limits | None = None, isolation: str = "bwrap"):
+    def __init__(self, limits: Limits | None = None, isolation: str = "bwrap", preload: tuple[str, ...] = ()):
         if isolation not in ("auto", "bwrap", "rlimits"):
             raise ValueError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {isolation!r}")
         self.limits = limits or Limits()
@@ -253,6 +255,16 @@ class Sandbox:
         self.seccomp = filter_program() if self.mode == "bwrap" else None
         self.group_problem = cgroup_problem()
         self._group: Cgroup | None = None
+        self.preload = tuple(preload)  # modules the launcher imports for every session (library names only)
+        # Sessions' workers are forked by one launcher per sandbox where each can still get its own uid and
+        # cgroup (bwrap, run as root, cgroups usable); otherwise each starts in a sandbox of its own.
+        self.launches = self.mode == "bwrap" and os.geteuid() == 0 and self.group_problem is None
+        self._launcher: Launcher | None = None
+        self.launch_problem = ""
+        self._inputs = tempfile.mkdtemp(prefix="course-sandbox-") if self.launches else None
+        if self._inputs:
+            os.chmod(self._inputs, 0o755)
+            weakref.finalize(self, shutil.rmtree, self._inputs, True)
 
     def group(self) -> Cgroup | None:
         """The cgroup all this sandbox's sessions share (their memory, processes and CPU quota, together)."""
@@ -267,10 +279,66 @@ class Sandbox:
         return self._group
 
     def close(self) -> None:
-        """Remove the shared cgroup (its sessions must be closed first)."""
+        """Stop the launcher, remove the inputs folder and the shared cgroup (its sessions must be closed first)."""
+        if self._launcher is not None:
+            self._launcher.close()
+            self._launcher = None
+        if self._inputs:
+            shutil.rmtree(self._inputs, ignore_errors=True)
+            self._inputs = None
         if self._group is not None:
             self._group.remove()
             self._group = None
+
+    def launcher(self, deadline: float) -> Launcher | None:
+        """The launcher that forks this sandbox's workers (started with the first one), or None when workers start
+        on their own: where ``launches`` is false, or the launcher could not start (``launch_problem``)."""
+        if not self.launches or self.launch_problem:
+            return None
+        if self._launcher is not None and self._launcher.alive:
+            return self._launcher
+        if self._launcher is not None:  # it died (it runs no submission code, but memory pressure can end it)
+            self._launcher.close()
+            self._launcher = None
+        lim, parent = self.limits, self.group()
+        try:
+            group = Cgroup.create(lim.memory_bytes, lim.pids, lim.cpus, parent=parent) if parent else None
+        except OSError as e:
+            group, self.launch_problem = None, f"its cgroup could not be created: {e}"
+        if group is None:
+            self.launch_problem = self.launch_problem or "no cgroup"
+            return None
+        cmd, fds = self.bwrap_command(self._inputs)
+        cfg = {"inputs": SANDBOX_INPUTS, "lib": SANDBOX_LIB, "preload": list(self.preload)}
+        cfg["limits"] = {k: getattr(lim, k) for k in _WORKER_LIMITS}
+        env = self.environment(SANDBOX_SCRATCH, "/tmp", SANDBOX_LIB)
+        mode = self.mode  # not ``self`` in the closure: the launcher would keep this sandbox alive in a cycle
+        words = lambda rc: exit_reason(rc, mode, lim)  # noqa: E731
+        try:
+            self._launcher = Launcher(
+                cmd, env, cfg, (Capture(4096), Capture(4096)), words, group, fds, lim.startup_seconds, deadline
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        weakref.finalize(self, self._launcher.close)  # a sandbox nobody closed stops its launcher when it goes
+        if not self._launcher.alive:
+            self.launch_problem = self._launcher.problem or "it stopped"
+            self._launcher.close()
+            self._launcher = None
+        return self._launcher
+
+    def bwrap_command(self, inputs: str) -> tuple[list[str], tuple[int, ...]]:
+        """bwrap's command line for a worker or launcher, and the fds it must inherit (the seccomp program)."""
+        extra_fds: tuple[int, ...] = ()
+        seccomp_fd = None
+        if self.seccomp is not None:
+            seccomp_fd, w = os.pipe()  # bwrap reads the filter program from this fd
+            os.write(w, self.seccomp)
+            os.close(w)
+            extra_fds = (seccomp_fd,)
+        cmd = bwrap_args(course_dir(), inputs, self.limits.tmpfs_bytes, seccomp_fd)
+        return cmd + ["--", sys.executable, *WORKER], extra_fds
 
     @staticmethod
     def _choose(isolation: str) -> tuple[str, str]:
@@ -330,6 +398,7 @@ class Session:
         self._worker_notes: tuple[list[str], list[str]] = ([], [])
         self.worker_info: dict = {}
         self._worker: WorkerProcess | None = None
+        self.launched = False  # the worker was forked by the sandbox's launcher
         self._stdout, self._stderr = Capture(self.limits.output_bytes), Capture(self.limits.output_bytes)
         self._killers: set[int] = set()
         self._n = 0
@@ -337,7 +406,7 @@ class Session:
         self.watch = ""  # a regex of operator names every probe watches for (see the module docstring)
         self._t0 = time.monotonic()
         self._deadline = min(self._t0 + self.limits.run_seconds, deadline or float("inf"))
-        self._dirs = [tempfile.mkdtemp(prefix="course-sandbox-")]
+        self._dirs = [tempfile.mkdtemp(prefix="course-sandbox-", dir=sandbox._inputs)]
         self.inputs = Path(self._dirs[0])
         os.chmod(self.inputs, 0o755)
         for name, array in (files or {}).items():
@@ -372,6 +441,11 @@ class Session:
         sb = self.sandbox
         group = self._group.version if self._group is not None else self._group_state
         enforced, weaker = report(sb.mode, sb.fallback_reason, self.limits, group, sb.seccomp is not None)
+        if self.launched:
+            enforced.append(
+                "sessions: one sandbox per notebook; each session's worker is forked from its launcher (libraries "
+                "imported once, no submission code) and has its own uid, cgroup, folders and inputs"
+            )
         return enforced + self._worker_notes[0], weaker + self._worker_notes[1]
 
     def start(self, upto: int | None = None) -> list[CellResult]:
@@ -592,19 +666,15 @@ class Session:
     def _spawn(self) -> bool:
         sb, lim = self.sandbox, self.limits
         extra_fds: tuple[int, ...] = ()
+        launcher = sb.launcher(self._deadline)
+        if launcher is not None:
+            return self._fork(launcher)
         if sb.mode == "bwrap":
-            seccomp_fd = None
-            if sb.seccomp is not None:
-                seccomp_fd, w = os.pipe()  # bwrap reads the filter program from this fd
-                os.write(w, sb.seccomp)
-                os.close(w)
-                extra_fds = (seccomp_fd,)
-            cmd = bwrap_args(course_dir(), str(self.inputs), lim.tmpfs_bytes, seccomp_fd)
-            cmd += ["--", sys.executable, *WORKER]
+            cmd, extra_fds = sb.bwrap_command(str(self.inputs))
             env = sb.environment(SANDBOX_SCRATCH, "/tmp", SANDBOX_LIB)
             cfg, cwd = {"inputs": SANDBOX_INPUTS, "lib": SANDBOX_LIB}, None
             if os.geteuid() == 0:
-                cfg["uid"] = cfg["gid"] = 2_000_000_000 + secrets.randbelow(100_000_000)
+                cfg["uid"] = cfg["gid"] = _run_uid()
         else:
             lib, scratch = (tempfile.mkdtemp(prefix=f"course-sandbox-{p}-") for p in ("lib", "scratch"))
             self._dirs += [lib, scratch]
@@ -621,6 +691,30 @@ class Session:
         finally:
             for fd in extra_fds:
                 os.close(fd)
+        return self._hello(t0)
+
+    def _fork(self, launcher: Launcher) -> bool:
+        """This session's worker, forked by the sandbox's launcher into this session's own cgroup."""
+        lim, t0 = self.limits, time.monotonic()
+        uid = _run_uid()
+        worker = {"inputs": f"{SANDBOX_INPUTS}/{self.inputs.name}", "uid": uid, "gid": uid}
+        group = self._cgroup()
+        if group is None:
+            self._kill(f"worker did not start: {self._group_state}")
+            return False
+        try:
+            self._worker = launcher.spawn(
+                worker, (self._stdout, self._stderr), lim.reply_bytes, lambda rc: exit_reason(rc, "forked", lim),
+                group, lim.session_reply_bytes, lim.startup_seconds,
+            )  # fmt: skip
+        except OSError as e:
+            self._kill(f"worker did not start: {e}")
+            return False
+        self.launched = True
+        return self._hello(t0)
+
+    def _hello(self, t0: float) -> bool:
+        lim = self.limits
         status, hello, detail, _ = self._worker.exchange(None, lim.startup_seconds, self._deadline)
         if status != "ok":
             tail = self._stderr.text()[-300:].strip()
@@ -655,6 +749,11 @@ class Session:
         """Why the worker is not running: the last stop that was not the grader's own restart."""
         real = [s for s in self.stops if s != "restarted by the grader"]
         return real[-1] if real else "the worker is not running"
+
+
+def _run_uid() -> int:
+    """A fresh unprivileged uid for one worker (when the grader is root): nothing on the host belongs to it."""
+    return 2_000_000_000 + secrets.randbelow(100_000_000)
 
 
 def _safe_id(grade_id: str) -> str:
