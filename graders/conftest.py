@@ -182,6 +182,7 @@ def grading(submission, pytestconfig):
         cpus=pytestconfig.getoption("cpus"),
     )
     isolation = pytestconfig.getoption("isolation")
+    # the launcher imports the modules of the notebook's imports cell once, for every worker of this notebook
     g = Grading(submission, Sandbox(limits, isolation, preload=modules_imported(submission.preamble)))
     pytestconfig._grading = g
     try:

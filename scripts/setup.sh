@@ -19,7 +19,8 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup.sh: Python >= 3.11 is needed; set PYTHON=/path/to/python3.11" >&2; exit 2
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# pip compiles every installed module on one core; compileall below does it on all of them (~35 s less on two)
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-compile)
 
 if [ "$dev" = 1 ]; then
   "${pip[@]}" -e ".[dev,docs]"
@@ -42,6 +43,8 @@ if [ -f package.json ]; then
   if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund
   else echo "setup.sh: npm not found; install Node.js to build the course site" >&2; fi
 fi
+# Bytecode for the installed libraries: sandboxed workers import them from a read-only mount and cannot write it.
+.venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null || true
 # One kernel for executing notebooks, named as the notebooks expect.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 echo "setup.sh: ready ($(.venv/bin/course --version))"
