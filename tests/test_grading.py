@@ -80,6 +80,9 @@ def _layouts(subs: Path) -> None:
     (subs / "linked" / NB2 / f"{NB2}.ipynb").symlink_to(subs / "twice" / f"{NB2}.ipynb")
 
 
+HOSTILE_CPU = 5  # CPU seconds per cell and call in the hostile batch: its endless loops each spend this much
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade every hostile, damaged and oddly placed submission in one parallel batch (the batch is tested too)."""
@@ -94,7 +97,7 @@ def graded(tmp_path_factory):
     CANARY.unlink(missing_ok=True)
     ignored: list[str] = []
     t0 = time.monotonic()
-    results = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=8, ignored=ignored)
+    results = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=HOSTILE_CPU, ignored=ignored)
     seconds = time.monotonic() - t0
     by = {(r["extra"]["student"], r["extra"]["notebook"]): r for r in results}
     return by, out, subs, ignored, seconds
@@ -186,7 +189,7 @@ def test_grades_csv_and_rerun_is_identical(graded):
     before = {p: p.read_bytes() for p in out.rglob("results.json")}
     sol = out / "solution" / NB2 / "results.json"
     sol.unlink()  # as if the batch had been interrupted before this one was written
-    again = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=8)
+    again = grade_all([subs], out, jobs=2, root=ROOT, progress=False, cell_timeout=HOSTILE_CPU)
     assert len(again) == len(by)
     assert {p: p.read_bytes() for p in out.rglob("results.json")} == before  # regraded one, identical bytes
     assert not list(out.rglob("*.partial*"))

@@ -32,6 +32,7 @@ import os
 import random
 import re
 import resource
+import shutil  # at start: the launcher imports nothing after its workers have run
 import sys
 import time
 import traceback
@@ -639,8 +640,6 @@ def _clean_up(spec: dict) -> None:
             os.setresuid(uid, uid, uid)
             with contextlib.suppress(OSError):
                 os.kill(-1, 9)  # whatever of this uid still runs (this helper excepted)
-            import shutil
-
             for path in spec["own"]:
                 shutil.rmtree(path, ignore_errors=True)
         finally:
