@@ -302,7 +302,6 @@ class Launcher:
         self.problem = (detail or "it did not start") if status != "ok" else ""
         if not self.problem and hello.get("threads") != 1:
             self.problem = f"its libraries started threads ({hello.get('threads')}), so it cannot fork"
-        self.startup_seconds = hello.get("startup_seconds")
 
     @property
     def alive(self) -> bool:

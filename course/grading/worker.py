@@ -551,9 +551,10 @@ def _launch(cfg: dict) -> None:
     import importlib
     import select
     import socket
+    import warnings
 
     np, torch = _start_torch(cfg)
-    with warnings_ignored():
+    with warnings.catch_warnings(action="ignore"):  # import-time notes of the libraries, not the submission's
         for name in cfg.get("preload", ()):
             with contextlib.suppress(Exception):  # the session's own import reports what is wrong
                 importlib.import_module(name)
@@ -645,15 +646,6 @@ def _clean_up(spec: dict) -> None:
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
-
-
-@contextlib.contextmanager
-def warnings_ignored():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 if __name__ == "__main__":
